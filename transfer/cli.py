@@ -1,0 +1,58 @@
+"""The ``mixbench`` command: one entry point, one sub-command per stage action.
+
+Each stage registers its own sub-commands (``pretrain.cli``, ``convert.cli``, ``transfer.commands``) and imports
+its heavy modules only when its command runs, so ``mixbench pretrain`` never imports mmdet/mmcv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    from transfer.synthetic import main as synthetic_main
+
+    return synthetic_main(args)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from transfer.doctor import run_doctor
+
+    return run_doctor()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from convert.cli import register as register_convert
+    from pretrain.cli import register as register_pretrain
+    from transfer.commands import register as register_transfer
+
+    parser = argparse.ArgumentParser(
+        prog="mixbench",
+        description="Image-mixture self-supervised pretraining (MoCo/CMC) and its transfer to VOC/COCO detection.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("doctor", help="check the torch/mmcv/mmdet stack and mmcv's compiled ops")
+    p.set_defaults(func=_doctor)
+
+    p = sub.add_parser("demo-data", help="write deterministic synthetic ImageNet/VOC/COCO trees in the real layouts")
+    p.add_argument("root", help="output folder (created); holds imagenet/, VOCdevkit/, coco/")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", choices=["tiny", "demo"], default="demo")
+    p.set_defaults(func=_demo_data)
+
+    register_pretrain(sub)
+    register_convert(sub)
+    register_transfer(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
