@@ -77,7 +77,8 @@ def _runner(work_dir: Path, max_epochs: int, resume: bool) -> Runner:
         optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1, momentum=0.9)),
         param_scheduler=dict(type="MultiStepLR", milestones=[2], by_epoch=True),
         train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
-        default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=1), logger=dict(type="LoggerHook", interval=1)),
+        default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=1),
+                           logger=dict(type="LoggerHook", interval=1)),
         randomness=dict(seed=0),
         resume=resume,
     )

@@ -1,0 +1,210 @@
+"""``convert_checkpoint``: a ResNet checkpoint -> torchvision / mmdet / detectron2, checked exactly.
+
+Steps: safe load (weights_only) -> detect layout -> key map (every key renamed or dropped by a named rule) ->
+CMC fold if needed -> exact check against torchvision's own ResNet definition (no missing, extra or misshaped
+key) -> atomic write with the source's sha256 in the metadata.
+
+>>> report = convert_checkpoint('epoch_200.pth', 'r50_mmdet.pth', to='mmdet')  # doctest: +SKIP
+>>> report.source_layout, report.arch, report.n_tensors  # doctest: +SKIP
+('mixbench-moco', 'resnet50', 320)
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import torch
+import torchvision  # the reference architecture; imported here so a conversion's time excludes it
+
+from convert import cmc_fold
+from convert.errors import ConversionError
+from convert.io_utils import sha256_file
+from convert.keymaps import apply_rules
+from convert.sources import DetectedSource, detect, load_source
+from convert.targets import TARGETS, write_target
+
+__all__ = ["ARCH_DEPTHS", "ConversionReport", "convert_checkpoint", "expected_backbone_keys", "infer_arch"]
+
+ARCH_DEPTHS = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101, "resnet152": 152}
+# (blocks per stage, bottleneck?) -> arch; torchvision's definitions.
+_BLOCKS = {
+    ((2, 2, 2, 2), False): "resnet18",
+    ((3, 4, 6, 3), False): "resnet34",
+    ((3, 4, 6, 3), True): "resnet50",
+    ((3, 4, 23, 3), True): "resnet101",
+    ((3, 8, 36, 3), True): "resnet152",
+}
+# When nothing records how the pixels were normalised, these are assumed (and the report says so).
+_IMAGENET_MEAN = [123.675, 116.28, 103.53]
+_IMAGENET_STD = [58.395, 57.12, 57.375]
+
+
+@dataclass
+class ConversionReport:
+    """What a conversion did. ``mapping`` rows are ``(source key, new key or None if dropped, rule name)``."""
+
+    src: Path
+    out_path: Path
+    to: str
+    source_layout: str
+    layout_reason: str
+    arch: str
+    n_tensors: int
+    rule_counts: dict[str, int]
+    mapping: list[tuple[str, str | None, str]]
+    meta: dict
+    notes: list[str] = field(default_factory=list)
+    target_mapping: list[tuple[str, str | None, str]] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+@cache
+def _expected(arch: str) -> tuple[tuple[str, torch.Size], ...]:
+    if arch not in ARCH_DEPTHS:
+        raise ConversionError(f"unknown arch {arch!r}; choose one of {list(ARCH_DEPTHS)}")
+    with torch.device("meta"):  # shapes only: no memory, no random init cost
+        model = getattr(torchvision.models, arch)(weights=None)
+    return tuple((k, v.shape) for k, v in model.state_dict().items() if not k.startswith("fc."))
+
+
+def expected_backbone_keys(arch: str) -> dict[str, torch.Size]:
+    """Every backbone tensor of torchvision's ``arch`` (no fc), with its shape, in torchvision's order."""
+    return dict(_expected(arch))
+
+
+def infer_arch(sd: dict[str, torch.Tensor]) -> str | None:
+    """ResNet depth from the keys: blocks per stage and whether blocks have conv3 (Bottleneck)."""
+    blocks = []
+    for stage in range(1, 5):
+        ids = {int(m.group(1)) for k in sd if (m := re.match(rf"layer{stage}\.(\d+)\.", k))}
+        blocks.append(len(ids))
+    return _BLOCKS.get((tuple(blocks), "layer1.0.conv3.weight" in sd))
+
+
+def _check_backbone(sd: dict[str, torch.Tensor], arch: str, where: str) -> None:
+    expected = expected_backbone_keys(arch)
+    missing = [k for k in expected if k not in sd]
+    extra = [k for k in sd if k not in expected]
+    misshaped = [
+        f"{k}: {tuple(sd[k].shape)} != {tuple(s)}"
+        for k, s in expected.items()
+        if k in sd and sd[k].shape != s
+    ]
+    if missing or extra or misshaped:
+        looks = infer_arch(sd)
+        hint = f" (the keys look like {looks})" if looks and looks != arch else ""
+        raise ConversionError(
+            f"{where}: does not match torchvision's {arch}{hint}: {len(missing)} missing "
+            f"{missing[:6]}, {len(extra)} extra {extra[:6]}, {len(misshaped)} misshaped {misshaped[:6]}; "
+            f"expected exactly {len(expected)} tensors"
+        )
+
+
+def _pixel_stats(
+    detected: DetectedSource, color: dict | None, notes: list[str]
+) -> tuple[list[float], list[float]]:
+    if color is not None:  # CMC fold: the folded model's own statistics (see convert.cmc_fold)
+        std = list(_IMAGENET_STD)
+        return cmc_fold.fold_pixel_mean(color), std
+    for meta in (detected.convert_meta, detected.pretrain_meta):
+        if meta.get("pixel_mean") and meta.get("pixel_std"):
+            return [float(v) for v in meta["pixel_mean"]], [float(v) for v in meta["pixel_std"]]
+    notes.append("no pixel mean/std recorded in the source: assumed ImageNet's (RGB, 0-255)")
+    return list(_IMAGENET_MEAN), list(_IMAGENET_STD)
+
+
+def convert_checkpoint(
+    src: str | Path,
+    out: str | Path,
+    to: str = "mmdet",
+    arch: str | None = None,
+    source: str = "auto",
+    verbose: bool = False,
+) -> ConversionReport:
+    """Convert ``src`` to ``to`` at ``out`` after checking every key; returns what was done.
+
+    Args:
+        src: source checkpoint (read with ``weights_only=True`` only).
+        out: output file (written atomically).
+        to: 'torchvision' | 'mmdet' | 'detectron2'.
+        arch: 'resnet18' ... 'resnet152'; None = from the checkpoint's metadata, else from its keys.
+        source: layout name (``convert.sources.LAYOUTS``) or 'auto'.
+        verbose: kept for API symmetry with the CLI (the report always carries the full mapping).
+
+    Raises:
+        ConversionError: unknown layout, unmapped/missing/extra/misshaped keys, wrong arch, bad target.
+        convert.safe_load.UnsafeCheckpointError: the file needs pickled code to load (nothing was run).
+        FileNotFoundError: ``src`` does not exist.
+    """
+    t0 = time.perf_counter()
+    src, out = Path(src), Path(out)
+    if to not in TARGETS:
+        raise ConversionError(f"unknown target {to!r}; choose one of {list(TARGETS)}")
+    if arch is not None and arch not in ARCH_DEPTHS:
+        raise ConversionError(f"unknown arch {arch!r}; choose one of {list(ARCH_DEPTHS)}")
+    obj = load_source(src)
+    detected = detect(obj, src, source)
+    mapped = apply_rules(detected.state_dict, detected.layout.rules, str(src))
+    notes: list[str] = []
+
+    color = None
+    backbone = mapped.tensors
+    if detected.layout.name == "mixbench-cmc":
+        color, note = cmc_fold.color_from_meta(detected.pretrain_meta)
+        notes.append(note)
+        pixel_mean, pixel_std = _pixel_stats(detected, color, notes)
+        backbone = cmc_fold.fold_cmc(backbone, color, pixel_std)
+        notes.append(
+            f"CMC halves folded into one RGB ResNet; folded pixel mean {[round(v, 3) for v in pixel_mean]}"
+        )
+    else:
+        pixel_mean, pixel_std = _pixel_stats(detected, None, notes)
+
+    meta_arch = detected.pretrain_meta.get("arch") or detected.convert_meta.get("arch")
+    looks = infer_arch(backbone)
+    chosen = arch or meta_arch or looks
+    if chosen is None:
+        raise ConversionError(
+            f"{src}: cannot tell the ResNet depth from the keys (pass --arch); first backbone keys: "
+            f"{list(backbone)[:8]}"
+        )
+    if arch and looks and arch != looks:
+        raise ConversionError(f"{src}: --arch {arch} given, but the checkpoint's keys are a {looks}")
+    _check_backbone(backbone, chosen, str(src))
+
+    meta = {
+        "source_sha256": sha256_file(src),
+        "source_file": src.name,
+        "source_layout": detected.layout.name,
+        "arch": chosen,
+        "depth": ARCH_DEPTHS[chosen],
+        "pixel_mean": pixel_mean,
+        "pixel_std": pixel_std,
+        "to_rgb": True,
+        "mixbench": detected.pretrain_meta or None,
+        "notes": list(notes),
+    }
+    if detected.convert_meta:  # re-conversion of our own output: keep where it came from
+        meta["previous"] = {
+            k: detected.convert_meta.get(k) for k in ("source_sha256", "source_file", "source_layout")
+        }
+    target = write_target(to, backbone, out, meta)
+    return ConversionReport(
+        src=src,
+        out_path=out,
+        to=to,
+        source_layout=detected.layout.name,
+        layout_reason=detected.reason,
+        arch=chosen,
+        n_tensors=len(backbone),
+        rule_counts=dict(mapped.counts),
+        mapping=mapped.log,
+        meta=meta,
+        notes=notes,
+        target_mapping=target.log if target is not None else [],
+        elapsed_s=time.perf_counter() - t0,
+    )

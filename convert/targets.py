@@ -1,0 +1,65 @@
+"""Target writers: torchvision state_dict, mmdet backbone file, detectron2 model-zoo pickle.
+
+All three take the checked torchvision-named backbone tensors (no fc) and write atomically.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+
+from convert.errors import ConversionError
+from convert.io_utils import atomic_torch_save, atomic_write, atomic_write_json
+from convert.keymaps import DETECTRON2_RULES, MappingResult, apply_rules
+from convert.sources import sidecar_meta_path
+
+__all__ = ["TARGETS", "write_target"]
+
+TARGETS = ("torchvision", "mmdet", "detectron2")
+
+
+def _write_torchvision(sd: dict[str, torch.Tensor], out: Path, meta: dict) -> MappingResult | None:
+    """A flat state_dict, loadable by ``torchvision.models.resnetN().load_state_dict(sd, strict=False)`` with
+    only ``fc.*`` missing. A flat state_dict has no room for metadata, so it goes to ``OUT.meta.json``
+    beside it (read back when the file is converted again)."""
+    atomic_torch_save(sd, out)
+    atomic_write_json(sidecar_meta_path(out), {"mixbench_convert": meta})
+    return None
+
+
+def _write_mmdet(sd: dict[str, torch.Tensor], out: Path, meta: dict) -> MappingResult | None:
+    """``{'state_dict', 'meta'}`` (contract 3): mmdet's ``ResNet`` uses torchvision's key names, so the keys
+    are final as they are; mmengine's checkpoint loader unwraps ``state_dict``."""
+    atomic_torch_save({"state_dict": sd, "meta": {"mixbench_convert": meta}}, out)
+    return None
+
+
+def _write_detectron2(sd: dict[str, torch.Tensor], out: Path, meta: dict) -> MappingResult | None:
+    """detectron2 model-zoo pickle as the MoCo authors' converter writes it: renamed keys, numpy arrays,
+    ``matching_heuristics`` (lets detectron2 match the remaining name differences). Output only: reading
+    such a file needs ``pickle.load``, which mixbench never does."""
+    if out.suffix != ".pkl":
+        raise ConversionError(f"{out}: detectron2 reads model-zoo pickles only from files ending in .pkl")
+    renamed = apply_rules(sd, DETECTRON2_RULES, "detectron2 renaming")
+    model = {k: v.detach().cpu().numpy() for k, v in renamed.tensors.items()}
+    obj = {
+        "model": model,
+        "__author__": "mixbench",
+        "matching_heuristics": True,
+        "meta": {"mixbench_convert": meta},
+    }
+    atomic_write(out, lambda f: pickle.dump(obj, f))
+    return renamed
+
+
+_WRITERS = {"torchvision": _write_torchvision, "mmdet": _write_mmdet, "detectron2": _write_detectron2}
+
+
+def write_target(to: str, sd: dict[str, torch.Tensor], out: str | Path, meta: dict) -> MappingResult | None:
+    """Write ``sd`` (torchvision keys, no fc) as ``to``; returns the target renaming (detectron2) or None."""
+    if to not in _WRITERS:
+        raise ConversionError(f"unknown target {to!r}; choose one of {list(TARGETS)}")
+    sd = {k: v.detach().contiguous() for k, v in sd.items()}
+    return _WRITERS[to](sd, Path(out), meta)
