@@ -10,8 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import torch
-
 __all__ = ["atomic_torch_save", "atomic_write", "atomic_write_json", "atomic_write_text", "sha256_file"]
 
 
@@ -44,6 +42,8 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    import torch  # here, so the data generator and table writer do not pay torch's import time
+
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
