@@ -1,0 +1,8 @@
+# Table 4: global-mixture probability on CMC, 800 epochs, global n=2 ("for speeding up training"), region
+# fixed at p=0.1. G rows: --cfg-options model.data_preprocessor.region_mix=None
+#                                        model.data_preprocessor.global_mix.p=P
+# G+R rows: --cfg-options model.data_preprocessor.global_mix.p=P
+_base_ = "./cmc_r50half_800e_in100.py"
+
+model = dict(data_preprocessor=dict(global_mix=dict(n=2, p=0.1), region_mix=dict(n=5, p=0.1, lambda_decay=0.2)))
+ablation = dict(key="model.data_preprocessor.global_mix.p", values=[0.1, 0.2, 0.3, 0.4])

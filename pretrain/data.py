@@ -1,0 +1,160 @@
+"""Pretraining data: ImageNet-style folder with multi-view augmentation; the ImageNet-100 subset builder.
+
+Images leave the dataset as uint8 tensors in [0, 255]; normalisation and mixing happen in the data
+preprocessor on the device (``pretrain.preprocessor``).
+Augmentations (torchvision):
+- 'moco_v1': RandomResizedCrop(scale 0.2-1), RandomGrayscale 0.2, ColorJitter 0.4, flip (MoCo v1).
+- 'moco_v2': RandomResizedCrop(0.2-1), ColorJitter(0.4, 0.4, 0.4, 0.1) p=0.8, grayscale 0.2,
+  Gaussian blur sigma 0.1-2 p=0.5, flip (MoCo v2).
+- 'cmc': RandomResizedCrop(0.2-1), flip (CMC's YCbCr setting; colour is not jittered).
+- 'center': resize to size / 0.875, centre crop (kNN monitor / evaluation).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mmengine.registry import DATASETS
+from torch.utils.data import Dataset
+from torchvision import datasets
+from torchvision import transforms as T
+
+from pretrain.imagenet100 import IMAGENET100_WNIDS
+
+AUGMENTATIONS = ("moco_v1", "moco_v2", "cmc", "center")
+
+
+def build_view_transform(aug: str, size: int) -> T.Compose:
+    """One view's augmentation; returns a uint8 (3, size, size) tensor."""
+    if aug not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {aug!r}; choose one of {AUGMENTATIONS}")
+    crop = T.RandomResizedCrop(size, scale=(0.2, 1.0))
+    if aug == "moco_v1":
+        ops = [crop, T.RandomGrayscale(p=0.2), T.ColorJitter(0.4, 0.4, 0.4, 0.4), T.RandomHorizontalFlip()]
+    elif aug == "moco_v2":
+        kernel = max(3, int(0.1 * size) // 2 * 2 + 1)  # ~10% of the image, odd (MoCo v2 / SimCLR)
+        ops = [
+            crop,
+            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+            T.RandomGrayscale(p=0.2),
+            T.RandomApply([T.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.5),
+            T.RandomHorizontalFlip(),
+        ]
+    elif aug == "cmc":
+        ops = [crop, T.RandomHorizontalFlip()]
+    else:  # evaluation: resize the short side to size / 0.875, centre crop
+        ops = [T.Resize(int(round(size / 0.875))), T.CenterCrop(size)]
+    return T.Compose([*ops, T.PILToTensor()])
+
+
+@DATASETS.register_module()
+class ImageFolderViews(Dataset):
+    """ImageNet folder (``root/<wnid>/<image>``) yielding ``n_views`` augmented views of each image.
+
+    Args:
+        root: the split folder, e.g. ``data/imagenet/train``.
+        aug: see module docstring.
+        size: crop size (224 on ImageNet; small for CPU presets).
+        n_views: 2 for MoCo (query, key), 1 for CMC (both views come from one crop).
+        file_list: optional text file of ``<relative path> <label>`` lines (e.g. an ImageNet-100 subset of a
+            full ImageNet folder); default: every image under ``root``.
+
+    Item: ``dict(inputs=[view, ...] each (3, size, size) uint8, data_samples=dict(label=int, idx=int))``.
+    """
+
+    def __init__(
+        self, root: str, aug: str = "moco_v1", size: int = 224, n_views: int = 2, file_list: str | None = None
+    ) -> None:
+        root_path = Path(root)
+        if not root_path.is_dir():
+            raise FileNotFoundError(f"{root}: image folder not found (expected <root>/<wnid>/<image>)")
+        if n_views < 1:
+            raise ValueError(f"n_views must be >= 1, got {n_views}")
+        self.root, self.n_views = root_path, n_views
+        self.transform = build_view_transform(aug, size)
+        self.loader = datasets.folder.default_loader
+        if file_list is None:
+            folder = datasets.ImageFolder(str(root_path))
+            self.samples = folder.samples
+            self.classes = folder.classes
+        else:
+            self.samples, self.classes = _read_file_list(root_path, Path(file_list))
+        if not self.samples:
+            raise ValueError(f"{root}: no images found")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, idx: int) -> dict:
+        path, label = self.samples[idx]
+        img = self.loader(path)
+        views = [self.transform(img) for _ in range(self.n_views)]
+        return {"inputs": views, "data_samples": {"label": label, "idx": idx}}
+
+
+def _read_file_list(root: Path, file_list: Path) -> tuple[list[tuple[str, int]], list[str]]:
+    if not file_list.is_file():
+        raise FileNotFoundError(f"{file_list}: file list not found")
+    samples = []
+    for n, line in enumerate(file_list.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.rsplit(maxsplit=1)
+        if len(parts) != 2 or not parts[1].isdigit():
+            raise ValueError(f"{file_list}:{n}: expected '<relative path> <label>', got {line!r}")
+        samples.append((str(root / parts[0]), int(parts[1])))
+    classes = sorted({Path(p).parent.name for p, _ in samples})
+    return samples, classes
+
+
+def build_imagenet100(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    mode: str = "symlink",
+    wnids: tuple[str, ...] = IMAGENET100_WNIDS,
+) -> Path:
+    """Make the ImageNet-100 subset of a full ImageNet split folder (``src/<wnid>/*.JPEG``).
+
+    mode 'symlink': ``dst/<wnid>`` links to ``src/<wnid>`` (an ImageFolder then sees 100 classes);
+    mode 'filelist': writes ``dst`` as ``<relative path> <label>`` lines for ``ImageFolderViews(file_list=)``,
+    labels in sorted-wnid order (ImageFolder's convention). Raises if a wnid is missing in ``src``.
+    """
+    from convert.io_utils import atomic_write_text
+
+    src, dst = Path(src), Path(dst)
+    missing = [w for w in wnids if not (src / w).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{src}: {len(missing)} ImageNet-100 class folders missing, e.g. {missing[:3]}")
+    ordered = sorted(wnids)
+    if mode == "symlink":
+        dst.mkdir(parents=True, exist_ok=True)
+        for w in ordered:
+            link = dst / w
+            if link.is_symlink() or link.exists():
+                if link.resolve() != (src / w).resolve():
+                    raise FileExistsError(f"{link} exists and does not point to {src / w}")
+                continue
+            link.symlink_to((src / w).resolve(), target_is_directory=True)
+    elif mode == "filelist":
+        lines = []
+        for label, w in enumerate(ordered):
+            for f in sorted((src / w).iterdir()):
+                if f.suffix.lower() in datasets.folder.IMG_EXTENSIONS:
+                    lines.append(f"{w}/{f.name} {label}")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(dst, "\n".join(lines) + "\n")
+    else:
+        raise ValueError(f"mode must be 'symlink' or 'filelist', got {mode!r}")
+    return dst
+
+
+def eval_collate(items: list[dict]) -> dict:
+    """Collate single-view items into ``{'inputs': (B, 3, H, W) uint8, 'data_samples': (B,) labels}`` (the
+    format of ``pretrain.knn.extract_features``)."""
+    import torch
+
+    return {
+        "inputs": torch.stack([it["inputs"][0] for it in items]),
+        "data_samples": torch.tensor([it["data_samples"]["label"] for it in items]),
+    }

@@ -1,0 +1,131 @@
+"""All randomness of the mixtures: per-sample Beta(alpha, alpha) coefficients, per-step batch permutations,
+CutMix boxes and which samples are mixed (probability p).
+
+Draws happen on the CPU with one ``numpy.random.Generator`` (reproducible under a seed on every device; numpy
+because torch has no seeded Beta sampler) and the small results are moved to the images' device;
+``pretrain.mixing`` then applies them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class MixPlan:
+    """One mixture step for a batch of N samples mixing n images each.
+
+    Attributes:
+        kind: 'global' (eq. 3) or 'region' (eqs. 4-5).
+        perms: (n - 1, N) partner indices; source ``I_k`` of sample i is ``x[perms[k-1, i]]``, ``I_n = x[i]``.
+        coefs: (n - 1, N) Beta draws: ``a_k`` for global; for region the CutMix lam (box area = 1 - lam).
+        boxes: (n - 1, N, 4) (y1, x1, y2, x2) pixel boxes for region, None for global.
+        apply: (N,) bool, which samples are mixed (probability p); the others pass through unchanged.
+        lambda_decay: eq. 4's context decay (region only; 1.0 for global).
+    """
+
+    kind: str
+    perms: torch.Tensor
+    coefs: torch.Tensor
+    boxes: torch.Tensor | None
+    apply: torch.Tensor
+    lambda_decay: float = 1.0
+
+    def to(self, device: torch.device | str) -> MixPlan:
+        boxes = None if self.boxes is None else self.boxes.to(device)
+        return MixPlan(
+            self.kind,
+            self.perms.to(device),
+            self.coefs.to(device),
+            boxes,
+            self.apply.to(device),
+            self.lambda_decay,
+        )
+
+
+class MixSampler:
+    """Draws ``MixPlan`` s.
+
+    Args:
+        alpha: Beta(alpha, alpha) parameter of the coefficients (the authors' code: 1.0, i.e. uniform).
+        seed: seed of the private generator (None: drawn from torch's global generator, so it follows
+            mmengine's ``randomness.seed``).
+
+    >>> plan = MixSampler(seed=0).global_plan(batch_size=8, n=4, p=0.5)
+    >>> plan.perms.shape, plan.coefs.shape
+    (torch.Size([3, 8]), torch.Size([3, 8]))
+    """
+
+    def __init__(self, alpha: float = 1.0, seed: int | None = None) -> None:
+        if alpha <= 0:
+            raise ValueError(f"Beta parameter alpha must be > 0, got {alpha}")
+        self.alpha = alpha
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        self.rng = np.random.default_rng(seed)
+
+    def _beta(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.from_numpy(self.rng.beta(self.alpha, self.alpha, size=shape)).float()
+
+    def _uniform(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.from_numpy(self.rng.random(size=shape))
+
+    def _perms(self, n_steps: int, batch_size: int) -> torch.Tensor:
+        return torch.from_numpy(np.stack([self.rng.permutation(batch_size) for _ in range(n_steps)])).long()
+
+    def _apply(self, batch_size: int, p: float) -> torch.Tensor:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"mixing probability p must be in [0, 1], got {p}")
+        return self._uniform((batch_size,)) < p
+
+    def global_plan(self, batch_size: int, n: int, p: float) -> MixPlan:
+        """Eq. 3 plan: n - 1 permutations and n - 1 coefficient rows."""
+        _check_n(n)
+        return MixPlan(
+            "global",
+            self._perms(n - 1, batch_size),
+            self._beta((n - 1, batch_size)),
+            None,
+            self._apply(batch_size, p),
+        )
+
+    def region_plan(self, batch_size: int, n: int, p: float, height: int, width: int, lambda_decay: float) -> MixPlan:
+        """Eqs. 4-5 plan: n - 1 permutations and CutMix boxes of area (1 - lam) H W, lam ~ Beta."""
+        _check_n(n)
+        if not 0.0 <= lambda_decay <= 1.0:
+            raise ValueError(f"lambda_decay must be in [0, 1], got {lambda_decay}")
+        lam = self._beta((n - 1, batch_size))
+        boxes = self.cutmix_boxes(lam, height, width)
+        return MixPlan("region", self._perms(n - 1, batch_size), lam, boxes, self._apply(batch_size, p), lambda_decay)
+
+    def cutmix_boxes(self, lam: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """CutMix's box: side ratio sqrt(1 - lam), uniform centre, clipped to the image.
+
+        Shape: lam (...) -> boxes (..., 4) as (y1, x1, y2, x2), int64.
+        """
+        ratio = torch.sqrt(1.0 - lam)
+        cut_h = (height * ratio).long()
+        cut_w = (width * ratio).long()
+        cy = (self._uniform(tuple(lam.shape)) * height).long()
+        cx = (self._uniform(tuple(lam.shape)) * width).long()
+        y1 = (cy - cut_h // 2).clamp(0, height)
+        y2 = (cy + cut_h // 2).clamp(0, height)
+        x1 = (cx - cut_w // 2).clamp(0, width)
+        x2 = (cx + cut_w // 2).clamp(0, width)
+        return torch.stack([y1, x1, y2, x2], dim=-1)
+
+    def state_dict(self) -> dict:
+        """Plain data (alpha and the bit generator's state), e.g. for a checkpoint."""
+        return {"alpha": self.alpha, "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.alpha = float(state["alpha"])
+        self.rng.bit_generator.state = state["rng"]
+
+
+def _check_n(n: int) -> None:
+    if n < 2:
+        raise ValueError(f"a mixture needs n >= 2 images, got n={n}")

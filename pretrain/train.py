@@ -1,0 +1,125 @@
+"""Pretraining entry point: config -> mmengine Runner -> checkpoints in work_dir.
+
+    mixbench pretrain configs/pretrain/moco_r18_synthetic.py      # one process
+    torchrun --nproc_per_node 2 -m pretrain.train CONFIG --launcher pytorch   # 2 processes, gloo on CPU
+    mixbench pretrain CONFIG --resume                             # continue from last_checkpoint
+
+On CPU, mmengine's Runner runs distributed only with three adjustments (DESIGN.md, stack facts): the gloo
+process group is initialised here before the Runner (its ``pytorch`` launcher calls
+``torch.cuda.set_device``), the DDP wrapper gets ``device_ids=None``, and SyncBN (GPU-only) is not applied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+LAUNCHERS = ("none", "pytorch", "slurm")
+
+
+def default_work_dir(config: str | os.PathLike) -> Path:
+    """``work_dirs/pretrain/<config name>``."""
+    return Path("work_dirs") / "pretrain" / Path(config).stem
+
+
+def _setup_cpu_distributed(cfg, launcher: str) -> None:
+    import torch.distributed as dist
+
+    if launcher == "slurm":
+        # torchrun's variables from slurm's; MASTER_ADDR/PORT must come from the job script.
+        os.environ.setdefault("RANK", os.environ.get("SLURM_PROCID", "0"))
+        os.environ.setdefault("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1"))
+        os.environ.setdefault("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
+        if "MASTER_ADDR" not in os.environ:
+            raise RuntimeError("--launcher slurm on CPU needs MASTER_ADDR and MASTER_PORT in the environment")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="gloo")
+    cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None)
+    cfg.env_cfg = dict(cfg.get("env_cfg", {}), dist_cfg=dict(backend="gloo"))
+    if cfg.get("sync_bn"):
+        logging.getLogger(__name__).warning("SyncBN needs GPUs; training on CPU without it")
+    cfg.sync_bn = None
+
+
+def _fill_dataset_size(cfg) -> None:
+    """CMC's memory banks have one row per image: fill ``model.n_data`` from the dataset when unset."""
+    if cfg.model.get("type") != "CMC" or cfg.model.get("n_data") not in (None, "auto"):
+        return
+    from mmengine.registry import DATASETS
+
+    import pretrain.registry  # noqa: F401  (registers ImageFolderViews)
+
+    cfg.model.n_data = len(DATASETS.build(cfg.train_dataloader.dataset))
+
+
+def build_config(
+    config: str | os.PathLike,
+    work_dir: str | os.PathLike | None = None,
+    cfg_options: dict | None = None,
+    launcher: str = "none",
+    resume: bool = False,
+    amp: bool = False,
+):
+    """Load CONFIG and apply the command-line choices; returns an mmengine ``Config``."""
+    from mmengine.config import Config
+
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
+    if not Path(config).is_file():
+        raise FileNotFoundError(f"{config}: config file not found")
+    cfg = Config.fromfile(str(config))
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.launcher = launcher
+    cfg.work_dir = str(work_dir or cfg.get("work_dir") or default_work_dir(config))
+    if resume:
+        cfg.resume = True  # mmengine finds work_dir/last_checkpoint
+        cfg.load_from = None
+    if amp:
+        if not torch.cuda.is_available():
+            raise RuntimeError("--amp needs a GPU: mmengine's AmpOptimWrapper does not train on CPU")
+        cfg.optim_wrapper.type = "AmpOptimWrapper"
+        cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
+    if launcher != "none" and not torch.cuda.is_available():
+        _setup_cpu_distributed(cfg, launcher)
+    _fill_dataset_size(cfg)
+    return cfg
+
+
+def train(
+    config: str | os.PathLike,
+    work_dir: str | os.PathLike | None = None,
+    cfg_options: dict | None = None,
+    launcher: str = "none",
+    resume: bool = False,
+    amp: bool = False,
+) -> Path:
+    """Pretrain with mmengine's Runner; returns the work_dir (``epoch_N.pth``, ``last_checkpoint``)."""
+    from mmengine.runner import Runner
+
+    from convert.safe_load import allow_mmengine_checkpoints
+
+    allow_mmengine_checkpoints()  # so the Runner can resume its own checkpoints under weights_only loading
+    cfg = build_config(config, work_dir, cfg_options, launcher, resume, amp)
+    if cfg.get("cpu_threads") and not torch.cuda.is_available():
+        torch.set_num_threads(int(cfg.cpu_threads))
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return Path(cfg.work_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pretrain.train`` (for torchrun); the same options as ``mixbench pretrain``."""
+    from pretrain.train_cli import add_arguments, run
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

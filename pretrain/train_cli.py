@@ -1,0 +1,52 @@
+"""``mixbench pretrain CONFIG [--work-dir D] [--cfg-options k=v ...] [--launcher L] [--resume] [--amp]``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="pretraining config, e.g. configs/pretrain/moco_r18_synthetic.py")
+    parser.add_argument("--work-dir", help="default: work_dirs/pretrain/<config name>")
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config entries, e.g. train_dataloader.dataset.root=data/demo/imagenet/train",
+    )
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
+    parser.add_argument("--resume", action="store_true", help="continue from work_dir/last_checkpoint")
+    parser.add_argument("--amp", action="store_true", help="mixed precision (mmengine AmpOptimWrapper)")
+    # torchrun < 2.0 passes --local_rank; accept and ignore it (LOCAL_RANK is in the environment).
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
+
+
+def parse_cfg_options(items: list[str]) -> dict:
+    """``['a.b=1', 'c=[1,2]']`` -> dict, with mmengine's own parser (lists, tuples, numbers, bools)."""
+    from mmengine.config import DictAction
+
+    ns = argparse.Namespace()
+    DictAction(option_strings=[], dest="options")(None, ns, items)
+    return ns.options
+
+
+def run(args: argparse.Namespace) -> int:
+    from pretrain.train import train
+
+    work_dir = train(
+        args.config,
+        work_dir=args.work_dir,
+        cfg_options=parse_cfg_options(args.cfg_options),
+        launcher=args.launcher,
+        resume=args.resume,
+        amp=args.amp,
+    )
+    print(f"work_dir: {work_dir}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("pretrain", help="MoCo/CMC pretraining with image mixtures (mmengine Runner)")
+    add_arguments(parser)
+    parser.set_defaults(func=run)

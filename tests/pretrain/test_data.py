@@ -1,0 +1,61 @@
+"""Pretraining data: views as uint8 0-255 tensors, file lists, the ImageNet-100 subset builder."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from pretrain.data import ImageFolderViews, build_imagenet100, eval_collate
+from pretrain.imagenet100 import IMAGENET100_WNIDS
+
+
+def test_views_are_uint8_and_indexed(synthetic_root):
+    ds = ImageFolderViews(str(synthetic_root["imagenet"] / "train"), aug="moco_v2", size=32, n_views=2)
+    item = ds[3]
+    assert len(item["inputs"]) == 2
+    for v in item["inputs"]:
+        assert v.dtype == torch.uint8 and v.shape == (3, 32, 32)
+    assert item["data_samples"]["idx"] == 3
+    assert item["data_samples"]["label"] == ds.samples[3][1]
+    val = ImageFolderViews(str(synthetic_root["imagenet"] / "val"), aug="center", size=32, n_views=1)
+    batch = eval_collate([val[0], val[1]])
+    assert batch["inputs"].shape == (2, 3, 32, 32) and batch["data_samples"].shape == (2,)
+
+
+def test_missing_folder_is_named():
+    with pytest.raises(FileNotFoundError, match="no_such_dir"):
+        ImageFolderViews("no_such_dir")
+    with pytest.raises(ValueError, match="augmentation"):
+        ImageFolderViews(".", aug="autoaugment")
+
+
+@pytest.fixture()
+def fake_imagenet(tmp_path):
+    src = tmp_path / "full" / "train"
+    for w in IMAGENET100_WNIDS + ("n99999999",):  # plus a class that is not in ImageNet-100
+        (src / w).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (10, 20, 30)).save(src / w / f"{w}_1.JPEG")
+    return src
+
+
+def test_imagenet100_symlinks(fake_imagenet, tmp_path):
+    dst = build_imagenet100(fake_imagenet, tmp_path / "in100" / "train", mode="symlink")
+    ds = ImageFolderViews(str(dst), aug="center", size=8, n_views=1)
+    assert ds.classes == sorted(IMAGENET100_WNIDS) and len(ds) == 100
+    build_imagenet100(fake_imagenet, dst, mode="symlink")  # idempotent
+
+
+def test_imagenet100_file_list(fake_imagenet, tmp_path):
+    lst = build_imagenet100(fake_imagenet, tmp_path / "in100_train.txt", mode="filelist")
+    lines = lst.read_text().splitlines()
+    first = sorted(IMAGENET100_WNIDS)[0]
+    assert len(lines) == 100 and lines[0] == f"{first}/{first}_1.JPEG 0"
+    ds = ImageFolderViews(str(fake_imagenet), aug="center", size=8, n_views=1, file_list=str(lst))
+    assert len(ds) == 100 and ds[99]["data_samples"]["label"] == 99
+
+
+def test_imagenet100_missing_class(tmp_path):
+    (tmp_path / "src" / IMAGENET100_WNIDS[0]).mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="99 ImageNet-100 class folders missing"):
+        build_imagenet100(tmp_path / "src", tmp_path / "dst")
