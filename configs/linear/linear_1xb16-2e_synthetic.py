@@ -1,0 +1,27 @@
+# CPU preset on the synthetic data (`mixbench demo-data ROOT`): the ImageNet-100 protocol with only the data
+# root, the epochs, the batch (and, for 2 CPU cores, crop sizes, workers and log interval) changed.
+_base_ = ["./linear_1xb256-60e_in100.py"]
+
+data_root = "data/synthetic/imagenet"
+classes = None  # the synthetic tree holds a prefix of the ImageNet-100 wnids: use its class folders
+crop_size = 64
+resize_size = 73  # keeps 224 / 256 = 0.875 of the side for the centre crop
+model = dict(num_classes=None)  # counted from ROOT/train by `mixbench linear`
+
+train_pipeline = [
+    dict(type="RandomResizedCrop", size=crop_size, antialias=True),
+    dict(type="RandomHorizontalFlip"),
+]
+val_pipeline = [
+    dict(type="Resize", size=resize_size, antialias=True),
+    dict(type="CenterCrop", size=crop_size),
+]
+_loader = dict(batch_size=16, num_workers=0, persistent_workers=False)
+train_dataloader = dict(
+    **_loader, dataset=dict(data_root=data_root, classes=classes, pipeline=train_pipeline)
+)
+val_dataloader = dict(**_loader, dataset=dict(data_root=data_root, classes=classes, pipeline=val_pipeline))
+
+train_cfg = dict(max_epochs=2, val_interval=1)
+default_hooks = dict(checkpoint=dict(interval=1), logger=dict(interval=1))
+env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo"))

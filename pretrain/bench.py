@@ -1,0 +1,244 @@
+"""Cost of the image mixtures: MoCo training steps with no mixture, global, region and G+R, timed in one run.
+
+Every variant runs the same model (MoCo v2, the same weights and queue), the same batch and the same input
+tensors; only the data preprocessor differs (``pretrain.preprocessor.MixPreprocessor`` with the paper's best
+settings: global n = 4, region n = 5 with lambda_decay = 0.2, p = 0.5). A step is exactly what mmengine's
+Runner runs per iteration: ``model.train_step(data, optim_wrapper)`` (normalise + mix, query
+forward/backward, momentum update, key forward, queue update, SGD step). Variants are interleaved over several
+rounds (order rotated each round) so machine drift hits all of them alike; the median step time is reported.
+
+Besides the whole step, the preprocessor alone is timed per variant: its extra time over the plain
+preprocessor, divided by the plain step, is the mixing cost in % of a step (the issue's target: <= 2%), less
+noisy than the ratio of two whole-step medians.
+
+Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` (reset before each variant); on CPU the process's
+peak resident set (``VmHWM`` of /proc/self/status, reset per variant by writing 5 to /proc/self/clear_refs).
+The CPU number includes everything resident (Python, torch, the allocator's cache), so compare it between
+rows only.
+
+Run::
+
+    mixbench bench pretrain                                      # CPU: ResNet-18, 64 px, batch 32
+    mixbench bench pretrain --device cuda --arch resnet50 --img-size 224 --batch-size 256 --steps 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["VARIANTS", "main", "run_bench"]
+
+# The paper's best settings: Table 1 (global n = 4), Tables 2-3 (region n = 5, lambda_decay = 0.2),
+# Table 4 (p; >= 0.5 suits MoCo).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "global": {"global_mix": {"n": 4, "p": 0.5}},
+    "region": {"region_mix": {"n": 5, "p": 0.5, "lambda_decay": 0.2}},
+    "global+region": {
+        "global_mix": {"n": 4, "p": 0.5},
+        "region_mix": {"n": 5, "p": 0.5, "lambda_decay": 0.2},
+    },
+}
+
+
+class _PeakMemory:
+    """Per-variant peak memory: CUDA allocator peak, or the CPU process's VmHWM reset through clear_refs."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.cpu_resettable = device.type == "cpu" and _reset_vmhwm()
+        if device.type == "cuda":
+            self.kind = "CUDA max_memory_allocated (MiB)"
+        elif self.cpu_resettable:
+            self.kind = "CPU peak RSS, VmHWM reset per variant (MiB)"
+        else:  # no /proc (not Linux): ru_maxrss cannot be reset, rows after the first are upper bounds
+            self.kind = "CPU process peak RSS, ru_maxrss, not reset (MiB)"
+
+    def reset(self) -> float:
+        """Reset the peak; returns the memory in use at the reset (MiB), the base of the peak's delta."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return torch.cuda.memory_allocated(self.device) / 2**20
+        if self.cpu_resettable:
+            _reset_vmhwm()
+        return self.read_mib()
+
+    def read_mib(self) -> float:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        if self.cpu_resettable:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _reset_vmhwm() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _timed(fn: Callable[[], Any], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def run_bench(
+    arch: str = "resnet18",
+    img_size: int = 64,
+    batch_size: int = 32,
+    steps: int = 10,
+    warmup: int = 2,
+    rounds: int = 3,
+    K: int = 4096,
+    device: str = "cpu",
+    seed: int = 0,
+) -> tuple[list[dict[str, Any]], str]:
+    """Time every variant of :data:`VARIANTS`; returns (rows, memory kind).
+
+    Each row: variant, step_ms (median), steps_per_s, ratio (step_ms / plain step_ms), min_step_ms, ratio_min
+    (fastest step / fastest plain step), prep_ms (median
+    preprocessor time), mix_cost_pct ((prep_ms - plain prep_ms) / plain step_ms * 100), peak_mib,
+    peak_delta_mib (peak minus the memory in use when the variant started), n_steps.
+    """
+    from mmengine.optim import OptimWrapper
+
+    from pretrain.moco import MoCo
+    from pretrain.preprocessor import MixPreprocessor
+
+    if steps < 1 or rounds < 1 or warmup < 0:
+        raise ValueError(f"need steps >= 1, rounds >= 1, warmup >= 0; got {steps}, {rounds}, {warmup}")
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    # MoCo v2 as in the paper's MoCo runs (MLP head, T = 0.2); K only sizes the queue matmul.
+    model = MoCo(arch=arch, dim=128, K=K, m=0.999, T=0.2, mlp=True).to(dev)
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9, weight_decay=1e-4))
+    gen = torch.Generator().manual_seed(seed)
+    views = [
+        torch.randint(0, 256, (batch_size, 3, img_size, img_size), dtype=torch.uint8, generator=gen) for _ in range(2)
+    ]  # the same two augmented views for every variant and step
+    data = {"inputs": views, "data_samples": None}
+    preps = {name: MixPreprocessor(seed=seed, **cfg).to(dev) for name, cfg in VARIANTS.items()}
+    memory = _PeakMemory(dev)
+    step_times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    prep_times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    peaks: dict[str, float] = {name: 0.0 for name in VARIANTS}
+    deltas: dict[str, float] = {name: 0.0 for name in VARIANTS}
+    model.train()
+
+    def step() -> None:
+        model.train_step(data, optim)
+
+    for name in VARIANTS:  # warm up every variant (allocator, kernels, autotuning) before timing any
+        model.data_preprocessor = preps[name]
+        for _ in range(warmup):
+            step()
+    names = list(VARIANTS)
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            model.data_preprocessor = preps[name]
+            base = memory.reset()
+            for _ in range(steps):
+                step_times[name].append(_timed(step, dev))
+                with torch.no_grad():
+                    prep_times[name].append(_timed(lambda p=preps[name]: p(data, True), dev))
+            peak = memory.read_mib()
+            peaks[name] = max(peaks[name], peak)
+            deltas[name] = max(deltas[name], peak - base)
+    plain_step = statistics.median(step_times["plain"])
+    plain_min = min(step_times["plain"])
+    plain_prep = statistics.median(prep_times["plain"])
+    rows = []
+    for name in names:
+        step_s = statistics.median(step_times[name])
+        prep_s = statistics.median(prep_times[name])
+        rows.append(
+            {
+                "variant": name,
+                "step_ms": step_s * 1e3,
+                "steps_per_s": 1.0 / step_s,
+                "ratio": step_s / plain_step,
+                # the fastest step is the least disturbed by other processes on a shared machine (timeit's advice)
+                "min_step_ms": min(step_times[name]) * 1e3,
+                "ratio_min": min(step_times[name]) / plain_min,
+                "prep_ms": prep_s * 1e3,
+                "mix_cost_pct": (prep_s - plain_prep) / plain_step * 100,
+                "peak_mib": peaks[name],
+                "peak_delta_mib": deltas[name],
+                "n_steps": len(step_times[name]),
+            }
+        )
+    return rows, memory.kind
+
+
+def main(args: argparse.Namespace) -> int:
+    """``mixbench bench pretrain``: print the table (tabulate)."""
+    from tabulate import tabulate
+
+    rows, mem_kind = run_bench(
+        arch=args.arch,
+        img_size=args.img_size,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        warmup=args.warmup,
+        rounds=args.rounds,
+        K=args.K,
+        device=args.device,
+        seed=args.seed,
+    )
+    headers = [
+        "variant",
+        "step (ms)",
+        "steps/s",
+        "ratio vs plain",
+        "min step (ms)",
+        "ratio of mins",
+        "preprocess (ms)",
+        "mix cost (% of step)",
+        f"peak: {mem_kind}",
+        "peak - in use at start (MiB)",
+        "timed steps",
+    ]
+    table = [
+        [
+            r["variant"],
+            f"{r['step_ms']:.1f}",
+            f"{r['steps_per_s']:.2f}",
+            f"{r['ratio']:.3f}",
+            f"{r['min_step_ms']:.1f}",
+            f"{r['ratio_min']:.3f}",
+            f"{r['prep_ms']:.2f}",
+            f"{r['mix_cost_pct']:+.2f}",
+            f"{r['peak_mib']:.0f}",
+            f"{r['peak_delta_mib']:.1f}",
+            r["n_steps"],
+        ]
+        for r in rows
+    ]
+    print(
+        f"MoCo v2 training step, {args.arch}, {args.img_size} px, batch {args.batch_size}, K {args.K}, "
+        f"device {args.device}, torch threads {torch.get_num_threads()}; medians over {args.rounds} rounds x "
+        f"{args.steps} steps after {args.warmup} warm-up steps per variant"
+    )
+    print(tabulate(table, headers=headers))
+    print("global: n=4, p=0.5; region: n=5, p=0.5, lambda_decay=0.2; both views mixed (the paper's code)")
+    return 0

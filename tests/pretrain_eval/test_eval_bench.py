@@ -1,0 +1,48 @@
+"""The mixing benchmark runs every variant in one process and prints positive timings and ratios."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from pretrain import eval_cli
+
+VARIANTS = ["plain", "global", "region", "global+region"]
+
+
+@pytest.mark.slow
+def test_bench_prints_all_rows(capsys):
+    parser = argparse.ArgumentParser()
+    eval_cli.register(parser.add_subparsers())
+    args = parser.parse_args(
+        [
+            "bench",
+            "pretrain",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--rounds",
+            "1",
+            "--img-size",
+            "32",
+            "--batch-size",
+            "8",
+            "--K",
+            "64",
+        ]
+    )
+    assert args.func(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines if line.split() and line.split()[0] in VARIANTS}
+    assert sorted(rows) == sorted(VARIANTS)
+    for name, cols in rows.items():
+        step_ms, steps_per_s, ratio, min_ms, ratio_min = (float(c) for c in cols[1:6])
+        prep_ms, peak = float(cols[6]), float(cols[8])
+        assert min(step_ms, steps_per_s, ratio, min_ms, ratio_min, prep_ms, peak) > 0, name
+        assert min_ms <= step_ms
+        # steps/s = 1000 / step ms, up to the printed rounding (2 decimals; step ms to 0.1)
+        assert abs(steps_per_s - 1000 / step_ms) <= 0.0051 + steps_per_s * 0.051 / step_ms
+        assert int(cols[-1]) == 2
+    assert float(rows["plain"][3]) == 1.0 and float(rows["plain"][5]) == 1.0

@@ -1,0 +1,86 @@
+"""Weighted kNN (InstDisc/MoCo monitor) against a brute-force loop written from the paper's formula."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pretrain.knn import knn_classify, knn_monitor, knn_scores
+
+
+def brute_force_scores(train, labels, test, k, T, C):
+    """For each test row: cosine to every train row, keep the k largest, add exp(s / T) to the
+    neighbour's class."""
+    out = []
+    for t in test.tolist():
+        sims = []
+        for i, f in enumerate(train.tolist()):
+            dot = sum(a * b for a, b in zip(t, f))
+            norm = math.sqrt(sum(a * a for a in t)) * math.sqrt(sum(b * b for b in f))
+            sims.append((dot / norm, i))
+        sims.sort(key=lambda s: -s[0])
+        row = [0.0] * C
+        for s, i in sims[: min(k, len(sims))]:
+            row[int(labels[i])] += math.exp(s / T)
+        out.append(row)
+    return torch.tensor(out, dtype=torch.float64)
+
+
+@pytest.mark.parametrize(("k", "T"), [(1, 0.1), (5, 0.1), (7, 0.5), (200, 0.07)])
+def test_knn_scores_match_brute_force(k, T):
+    g = torch.Generator().manual_seed(k)
+    train = torch.randn(23, 6, generator=g)
+    labels = torch.randint(0, 4, (23,), generator=g)
+    test = torch.randn(9, 6, generator=g)
+    ref = brute_force_scores(train, labels, test, k, T, C=4)
+    got = knn_scores(train, labels, test, k=k, T=T, num_classes=4, chunk=4)  # several chunks
+    torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-5)
+    assert torch.equal(knn_classify(train, labels, test, k, T, 4), ref.argmax(1))
+
+
+def test_knn_separable_clusters_and_scale_invariance():
+    centres = torch.eye(3) * 5
+    train, labels = centres.repeat_interleave(4, 0), torch.arange(3).repeat_interleave(4)
+    test = centres * 0.3 + 0.01
+    assert knn_classify(train, labels, test, k=5, T=0.1, num_classes=3).tolist() == [0, 1, 2]
+    # cosine similarity: scaling the features changes nothing
+    assert torch.equal(
+        knn_scores(train * 7, labels, test, 5, 0.1, 3), knn_scores(train, labels, test, 5, 0.1, 3)
+    )
+
+
+def test_knn_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="features"):
+        knn_scores(torch.zeros(4, 3), torch.zeros(4), torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="labels"):
+        knn_scores(torch.zeros(4, 3), torch.zeros(3), torch.zeros(2, 3))
+
+
+def test_knn_monitor_on_live_moco_model():
+    import pretrain.registry  # noqa: F401  (MoCo's default preprocessor)
+    from pretrain.moco import MoCo
+
+    torch.manual_seed(0)
+    model = MoCo(arch="resnet18", dim=16, K=32)
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (12, 3, 32, 32), generator=g).to(torch.uint8)
+    labels = torch.arange(3).repeat(4)
+    train = [{"inputs": images[:8], "data_samples": labels[:8]}]
+    val = [{"inputs": images[8:], "data_samples": labels[8:]}]
+    model.train()
+    got = knn_monitor(model, train, val, k=3, T=0.1, num_classes=3)
+    assert model.training  # the monitor must not flip the model's mode
+
+    # by hand: normalise with the model's own statistics, pooled encoder_q features in eval mode, vote
+    enc = model.encoder_q.eval()
+    mean, std = model.data_preprocessor.mean, model.data_preprocessor.std
+    with torch.no_grad():
+        x = (images.float() - mean) / std
+        feats = enc.avgpool(
+            enc.layer4(enc.layer3(enc.layer2(enc.layer1(enc.maxpool(enc.relu(enc.bn1(enc.conv1(x))))))))
+        ).flatten(1)
+    pred = brute_force_scores(feats[:8], labels[:8], feats[8:], 3, 0.1, 3).argmax(1)
+    assert got["top1"] == pytest.approx(float((pred == labels[8:]).float().mean()))
+    assert (got["n_train"], got["n_val"], got["k"]) == (8, 4, 3)
