@@ -1,0 +1,8 @@
+# ImageNet-100 (sec. 4.1), shared by MoCo and CMC: batch 128 = 4 GPUs x 32, lr 0.03 (CMC's code base, which
+# the paper's MoCo re-implements), x0.1 at 120/160/200 of 240 epochs (CMC's schedule).
+_base_ = "./schedule_sgd_step.py"
+
+num_gpus = 4
+optim_wrapper = dict(optimizer=dict(lr=0.03))
+train_cfg = dict(max_epochs=240)
+param_scheduler = [dict(type="MultiStepLR", by_epoch=True, milestones=[120, 160, 200], gamma=0.1)]

@@ -1,0 +1,17 @@
+# Runtime and schedule of the CPU presets on the synthetic data (transfer.synthetic, preset 'demo'), shared by
+# the MoCo and CMC presets; each preset adds its method's model and data base and states its own deltas.
+_base_ = ["./default_runtime.py", "./schedule_sgd_step.py"]
+
+max_epochs = 5
+train_cfg = dict(max_epochs=max_epochs)
+param_scheduler = [dict(type="CosineAnnealingLR", by_epoch=True, begin=0, end=max_epochs, T_max=max_epochs)]
+# kNN top-1 (k=200, T=0.1) on <root>/../val before training (random init) and after the last epoch.
+custom_hooks = [
+    dict(type="MixbenchMetaHook"),
+    dict(type="KNNMonitorHook", interval=max_epochs, size=64, num_workers=0, before_train=True),
+]
+default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=1, max_keep_ckpts=2))
+# torch threads on CPU (pretrain.train): on 2 cores shared with other jobs one thread was ~7x faster than two
+# (measured: one demo epoch 9-10 s vs 70 s, OpenMP spin-waits); raise it on an idle many-core machine.
+cpu_threads = 1
+env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo"))
