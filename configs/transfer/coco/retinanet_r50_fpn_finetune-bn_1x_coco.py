@@ -1,0 +1,8 @@
+# RetinaNet R50-FPN, COCO, backbone BN fine-tuned (SyncBN; plain BN on one process or CPU, chosen by the runner).
+# Same protocol as the frozen-BN config (1333x800, lr 0.02, 12 epochs).
+_base_ = './retinanet_r50_fpn_frozen-bn_1x_coco.py'
+
+model = dict(
+    backbone=dict(
+        norm_cfg=dict(type='SyncBN', requires_grad=True),
+        norm_eval=False))

@@ -1,0 +1,144 @@
+"""Result tables in the layouts of the paper's Tables 7 and 8, generated from run records only.
+
+Table 7 (VOC): one block per BN mode, columns AP50 and Recall. Table 8 (COCO): one block per detector and BN
+mode; RetinaNet box AP/AP50/AP75/APs/APm/APl, Mask R-CNN box and mask AP/AP50/AP75. One row per pre-trained
+checkpoint; values in percent (mmdet reports fractions). Every block states the protocol it was measured with
+(from the records' resolved settings) and the VOC blocks the Recall definition. With ``paper=True`` the paper's
+published rows (``transfer.paper_results``) are added, marked ``paper`` in the source column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from typing import Any
+
+from tabulate import tabulate
+
+from transfer.paper_results import PAPER_ROWS
+
+RECALL_DEFINITION = (
+    "Recall: mean over classes with ground truth of the fraction of ground-truth boxes matched at IoU 0.5 "
+    "by all detections (last point of mmdet eval_map's per-class recall curve); difficult boxes excluded."
+)
+
+# detector -> [(column, record metric key)]; record keys are mmengine's evaluator outputs.
+COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "Faster R-CNN": [("AP50", "pascal_voc/AP50"), ("Recall", "pascal_voc/recall")],
+    "RetinaNet": [("AP", "coco/bbox_mAP"), ("AP50", "coco/bbox_mAP_50"), ("AP75", "coco/bbox_mAP_75"),
+                  ("APs", "coco/bbox_mAP_s"), ("APm", "coco/bbox_mAP_m"), ("APl", "coco/bbox_mAP_l")],
+    "Mask R-CNN": [("AP^bb", "coco/bbox_mAP"), ("AP50^bb", "coco/bbox_mAP_50"), ("AP75^bb", "coco/bbox_mAP_75"),
+                   ("AP^mk", "coco/segm_mAP"), ("AP50^mk", "coco/segm_mAP_50"), ("AP75^mk", "coco/segm_mAP_75")],
+}
+OPTIONAL_COLUMNS: dict[str, list[tuple[str, str]]] = {"Faster R-CNN": [("AP@[.5:.95]", "pascal_voc/AP")]}
+TABLE_OF = {"voc": "7", "coco": "8"}
+BN_TITLE = {"finetune": 'BN fine-tuned ("No Freeze")', "frozen": 'BN frozen ("Freeze BN")'}
+FORMATS = ("markdown", "csv", "latex")
+
+
+def protocol(settings: dict[str, Any]) -> str:
+    """One line saying how a record was produced, from its resolved config settings."""
+    s = settings
+    w, h = s["train_scale"]
+    tw, th = s["test_scale"]
+    scale = f"{w}x{h}" if (w, h) == (tw, th) else f"train {w}x{h}, test {tw}x{th}"
+    return (f"{s['detector']} {s['backbone']}-FPN (no norm in neck/heads), backbone BN {s['bn_mode']} "
+            f"({s['norm_type']}), {' + '.join(s['train_sets'])} -> {s['test_set']}, {scale}, "
+            f"{s['epochs']} epoch{'' if s['epochs'] == 1 else 's'}, lr {s['lr']:g}, "
+            f"batch {s['batch_per_process']}x{s['world_size']}, "
+            f"data {s['data_root']}")
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100.0 * float(value):.1f}"
+
+
+def _paper_value(value: float | None) -> str:
+    return "—" if value is None else f"{float(value):.1f}"
+
+
+def build_blocks(records: Iterable[dict[str, Any]], paper: bool = False) -> list[dict[str, Any]]:
+    """Group records into table blocks (one per suite, detector, BN mode), rows sorted by checkpoint name.
+
+    Returns a list of dicts with ``title``, ``table`` ('7'|'8'), ``protocols`` (list of str), ``notes``,
+    ``headers`` and ``rows`` (lists of cell strings), in the order Table 7 then Table 8.
+    """
+    blocks: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def block(suite: str, detector: str, bn_mode: str) -> dict[str, Any]:
+        key = (suite, detector, bn_mode)
+        if key not in blocks:
+            if detector not in COLUMNS:
+                raise ValueError(f"no table layout for detector {detector!r} (known: {sorted(COLUMNS)})")
+            blocks[key] = {"suite": suite, "detector": detector, "bn_mode": bn_mode, "measured": [],
+                           "paper": [], "protocols": []}
+        return blocks[key]
+
+    for rec in records:
+        b = block(rec["suite"], rec["detector"], rec["bn_mode"])
+        b["measured"].append(rec)
+        line = protocol(rec["config"]["settings"])
+        if line not in b["protocols"]:
+            b["protocols"].append(line)
+    if paper:
+        for row in PAPER_ROWS:
+            b = block(row["suite"], row["detector"], row["bn_mode"])
+            b["paper"].append(row)
+            if row["protocol"] not in b["protocols"]:
+                b["protocols"].append(row["protocol"])
+
+    out = []
+    for (suite, detector, bn_mode), b in sorted(blocks.items(), key=lambda kv: (TABLE_OF[kv[0][0]], kv[0][1],
+                                                                             kv[0][2] != "finetune")):
+        cols = list(COLUMNS[detector])
+        for name, key in OPTIONAL_COLUMNS.get(detector, []):
+            if any(key in r["metrics"] for r in b["measured"]):
+                cols.append((name, key))
+        headers = ["pre-train", *[c for c, _ in cols], "source"]
+        rows = [[r["checkpoint"]["name"], *[_pct(r["metrics"].get(k)) for _, k in cols], "measured"]
+                for r in sorted(b["measured"], key=lambda r: r["checkpoint"]["name"])]
+        rows += [[p["pretrain"], *[_paper_value(p["metrics"].get(c)) for c, _ in cols],
+                  f"paper (Table {p['source_table']})"] for p in b["paper"]]
+        table = TABLE_OF[suite]
+        dataset = "PASCAL VOC" if suite == "voc" else "COCO"
+        notes = [RECALL_DEFINITION] if suite == "voc" else []
+        notes.append("Values in percent; measured rows come from mmdet evaluations stored in run records.")
+        out.append({"title": f"Table {table} layout: {detector}, {dataset}, {BN_TITLE.get(bn_mode, bn_mode)}",
+                    "table": table, "suite": suite, "detector": detector, "bn_mode": bn_mode,
+                    "protocols": b["protocols"], "notes": notes, "headers": headers, "rows": rows})
+    return out
+
+
+def render(blocks: list[dict[str, Any]], fmt: str = "markdown") -> str:
+    """Render blocks as Markdown (tabulate 'github'), CSV (one flat file) or LaTeX (tabulate 'latex_booktabs')."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown table format {fmt!r}; choose one of {FORMATS}")
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        metric_cols: list[str] = []
+        for b in blocks:
+            metric_cols += [h for h in b["headers"][1:-1] if h not in metric_cols]
+        writer.writerow(["table", "detector", "bn_mode", "pre-train", "source", *metric_cols, "protocol"])
+        for b in blocks:
+            for row in b["rows"]:
+                cells = dict(zip(b["headers"], row))
+                proto = " | ".join(b["protocols"])
+                writer.writerow([b["table"], b["detector"], b["bn_mode"], row[0], row[-1],
+                                 *[cells.get(c, "") for c in metric_cols], proto])
+        return buf.getvalue()
+    parts = []
+    for b in blocks:
+        body = tabulate(b["rows"], headers=b["headers"], tablefmt="github" if fmt == "markdown" else
+                        "latex_booktabs", disable_numparse=True)
+        if fmt == "markdown":
+            lines = [f"### {b['title']}", ""]
+            lines += [f"Protocol: {p}  " for p in b["protocols"]]
+            lines += [f"{n}  " for n in b["notes"]]
+            parts.append("\n".join([*lines, "", body, ""]))
+        else:
+            lines = [f"% {b['title']}"] + [f"% Protocol: {p}" for p in b["protocols"]]
+            lines += [f"% {n}" for n in b["notes"]]
+            parts.append("\n".join([*lines, body, ""]))
+    return "\n".join(parts)
