@@ -120,6 +120,7 @@ def test_demo_config_changes_only_scale_schedule_depth_data(path: Path):
     changed = {k for k in demo.keys() | ref.keys() if demo.get(k) != ref.get(k)}  # absent == None
     allowed = ("model.backbone.depth", "model.neck.in_channels", "model.train_cfg.rpn_proposal.",
                "model.train_cfg.rcnn.sampler.num", "model.test_cfg.rpn.", "model.test_cfg.score_thr",
+               "model.test_cfg.rcnn.max_per_img",
                "optim_wrapper.clip_grad.", "val_cfg", "val_evaluator", "data_root", "img_scale", "max_epochs",
                "train_cfg.", "param_scheduler.", "optim_wrapper.optimizer.lr", "default_hooks.",
                "train_pipeline", "test_pipeline", "train_dataloader.", "val_dataloader", "test_dataloader.",

@@ -60,12 +60,12 @@ def test_second_run_reuses_every_finished_stage(tmp_path, monkeypatch, capsys):
                              f"random_init=True\nbn_modes=['frozen']\nsuites=dict(voc=dict(frozen=['{VOC}']))\n")
 
     def no_subprocess(*a, **k):
-        raise AssertionError("a finished pretraining stage was started again")
+        raise AssertionError("a finished stage was started again")
 
-    monkeypatch.setattr(subprocess, "run", no_subprocess)
+    monkeypatch.setattr(subprocess, "Popen", no_subprocess)
     out = run_pipeline(path)
     printed = capsys.readouterr().out
-    assert "pretrain moco: finished" in printed and printed.count("skipped") == 2
+    assert "pretrain moco: finished" in printed and printed.count("finished record found; reused") == 2
     assert len(list((work / "converted").glob("*.pth"))) == 1  # converted once, keyed by sha256
     table = (results / "tables.md").read_text()
     for name, ap in metrics.items():

@@ -12,7 +12,9 @@ model = dict(
     # Proposals and sampled RoIs scaled with the image area (192x144 is 1/22 of 1000x600): the RoI head's
     # 12544->1024 FC over mmdet's 512 sampled / 1000 test RoIs per image would dominate a CPU step.
     train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=300), rcnn=dict(sampler=dict(num=128))),
-    test_cfg=dict(rpn=dict(nms_pre=1000, max_per_img=300)))
+    # The mask head runs on every kept detection at test time: keep 30 per image (the synthetic images hold 1-4
+    # objects; COCO's maxDets=100 default is for up to ~90 objects in a 1333x800 image).
+    test_cfg=dict(rpn=dict(nms_pre=1000, max_per_img=300), rcnn=dict(max_per_img=30)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
