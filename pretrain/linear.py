@@ -18,7 +18,6 @@ dependency).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from torchvision.transforms import v2
 
 from pretrain.features import load_feature_extractor
 from pretrain.imagenet100 import IMAGENET100_WNIDS
+from pretrain.launch import init_cpu_process_group, use_cpu_ddp
 
 __all__ = ["LabeledImageFolder", "LinearClassifier", "TopKAccuracy", "resolve_classes", "run_linear"]
 
@@ -224,7 +224,8 @@ def run_linear(
     cfg.work_dir = work_dir or str(Path("work_dirs") / "linear" / f"{Path(config).stem}_{ckpt_name}")
     cfg.launcher = launcher
     if launcher != "none" and not torch.cuda.is_available():
-        _init_cpu_distributed(cfg)
+        init_cpu_process_group(launcher)
+        use_cpu_ddp(cfg)
     allow_mmengine_checkpoints()
     runner = Runner.from_cfg(cfg)
     runner.train()
@@ -246,14 +247,3 @@ def run_linear(
         atomic_write_json(Path(cfg.work_dir) / "linear_result.json", result)
     return result
 
-
-def _init_cpu_distributed(cfg: Any) -> None:
-    # DESIGN.md, measured: mmengine's pytorch launcher calls torch.cuda.set_device, so on CPU the gloo group
-    # is initialised here first (mmengine then skips its own init) and DDP must not receive a GPU id.
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group(
-            "gloo", rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"])
-        )
-    cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None)

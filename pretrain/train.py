@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-LAUNCHERS = ("none", "pytorch", "slurm")
+from pretrain.launch import LAUNCHERS, init_cpu_process_group, use_cpu_ddp
 
 
 def default_work_dir(config: str | os.PathLike) -> Path:
@@ -27,19 +27,8 @@ def default_work_dir(config: str | os.PathLike) -> Path:
 
 
 def _setup_cpu_distributed(cfg, launcher: str) -> None:
-    import torch.distributed as dist
-
-    if launcher == "slurm":
-        # torchrun's variables from slurm's; MASTER_ADDR/PORT must come from the job script.
-        os.environ.setdefault("RANK", os.environ.get("SLURM_PROCID", "0"))
-        os.environ.setdefault("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1"))
-        os.environ.setdefault("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
-        if "MASTER_ADDR" not in os.environ:
-            raise RuntimeError("--launcher slurm on CPU needs MASTER_ADDR and MASTER_PORT in the environment")
-    if not dist.is_initialized():
-        dist.init_process_group(backend="gloo")
-    cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None)
-    cfg.env_cfg = dict(cfg.get("env_cfg", {}), dist_cfg=dict(backend="gloo"))
+    init_cpu_process_group(launcher)
+    use_cpu_ddp(cfg)
     if cfg.get("sync_bn"):
         logging.getLogger(__name__).warning("SyncBN needs GPUs; training on CPU without it")
     cfg.sync_bn = None

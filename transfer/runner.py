@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from pretrain.launch import init_cpu_process_group, use_cpu_ddp
 from transfer.records import (
     SCHEMA,
     git_commit,
@@ -261,9 +262,7 @@ def build_config(config: str | Path, ckpt: Checkpoint, work_dir: Path, *, data_d
     # Runners built one after another in one process (the pipeline) must not share mmengine's named visualizer.
     cfg.visualizer.name = f"{Path(config).stem}/{ckpt.name}/{time.time_ns()}"
     if launcher != "none" and not torch.cuda.is_available():
-        # mmengine's default wrapper passes the local rank as a GPU id; on CPU DDP takes device_ids=None.
-        cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None)
-        cfg.env_cfg.dist_cfg = dict(backend="gloo")
+        use_cpu_ddp(cfg)
     return cfg
 
 
@@ -316,37 +315,19 @@ def _check_hook(converted: Path, context: str):
 
 # ----------------------------------------------------------------------------------------------- launch
 def init_launcher(launcher: str) -> int:
-    """Initialise distributed training where mmengine cannot; returns the world size.
+    """Initialise distributed training before the Runner; returns the world size.
 
-    On GPUs mmengine's launchers do everything. On CPU, mmengine's ``pytorch``/``slurm`` launchers call
-    ``torch.cuda.set_device``, so we initialise a gloo process group first (mmengine then skips its own).
+    On GPUs mmengine's launcher (nccl); on CPU the gloo group of :mod:`pretrain.launch` (mmengine then skips its own).
     """
     import torch.distributed as dist
 
-    if launcher == "none":
-        return 1
-    if launcher not in ("pytorch", "slurm"):
-        raise ValueError(f"unknown launcher {launcher!r} (none, pytorch, slurm)")
-    if torch.cuda.is_available():
+    if launcher != "none" and torch.cuda.is_available():
         from mmengine.dist import init_dist
 
         if not dist.is_initialized():
             init_dist(launcher, backend="nccl")
         return dist.get_world_size()
-    if not dist.is_initialized():
-        if launcher == "slurm":  # map slurm's variables to torch's env:// ones
-            os.environ.setdefault("RANK", os.environ["SLURM_PROCID"])
-            os.environ.setdefault("WORLD_SIZE", os.environ["SLURM_NTASKS"])
-            os.environ.setdefault("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
-            os.environ.setdefault("MASTER_PORT", "29500")
-            if "MASTER_ADDR" not in os.environ:
-                import subprocess
-
-                nodes = subprocess.run(["scontrol", "show", "hostnames", os.environ["SLURM_NODELIST"]],
-                                       capture_output=True, text=True, check=True).stdout.split()
-                os.environ["MASTER_ADDR"] = nodes[0]
-        dist.init_process_group(backend="gloo")
-    return dist.get_world_size()
+    return init_cpu_process_group(launcher)
 
 
 # ----------------------------------------------------------------------------------------------- run
