@@ -164,10 +164,12 @@ def _finished_pretraining(stage: Path) -> Path | None:
 def pretrain_stage(cfg: dict[str, Any], force: bool, parallel: int, threads: int) -> list[Path]:
     """Run every pretraining config (``mixbench pretrain``, resumed if interrupted); return the final checkpoints."""
     work_dirs = [Path(cfg["work_dir"]) / "pretrain" / entry["name"] for entry in cfg["pretrain"]]
+    reused: dict[str, Path] = {}
     jobs = []
     for entry, work_dir in zip(cfg["pretrain"], work_dirs):
         if not force and (ckpt := _finished_pretraining(work_dir / "stage.json")):
             _log(f"pretrain {entry['name']}: finished ({ckpt}); reused")
+            reused[entry["name"]] = ckpt
             continue
         argv = ["pretrain", str(_repo_path(entry["config"])), "--work-dir", str(work_dir)]
         if (work_dir / "last_checkpoint").is_file() and not force:
@@ -180,11 +182,10 @@ def pretrain_stage(cfg: dict[str, Any], force: bool, parallel: int, threads: int
 
     ckpts = []
     for entry, work_dir in zip(cfg["pretrain"], work_dirs):
-        ckpt = _finished_pretraining(work_dir / "stage.json")
+        ckpt = reused.get(entry["name"]) or _last_checkpoint(work_dir)
         if ckpt is None:
-            ckpt = _last_checkpoint(work_dir)
-            if ckpt is None:
-                raise PipelineError(f"pretraining {entry['name']} ({entry['config']}) left no checkpoint in {work_dir}")
+            raise PipelineError(f"pretraining {entry['name']} ({entry['config']}) left no checkpoint in {work_dir}")
+        if entry["name"] not in reused:  # just trained: mark the stage finished
             atomic_write_json(work_dir / "stage.json", {"checkpoint": str(ckpt), "sha256": sha256_file(ckpt)})
         ckpts.append(ckpt)
     return ckpts
