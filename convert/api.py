@@ -20,27 +20,21 @@ from pathlib import Path
 import torch
 import torchvision  # the reference architecture; imported here so a conversion's time excludes it
 
-from convert import cmc_fold
-from convert.errors import ConversionError
-from convert.io_utils import sha256_file
-from convert.keymaps import apply_rules
-from convert.sources import DetectedSource, detect, load_source
-from convert.targets import TARGETS, write_target
+from mixbench.base.color import IMAGENET_MEAN, IMAGENET_STD
+from mixbench.base.io import sha256_file
+from mixbench.base.resnets import ARCHS, arch_from_blocks
+from mixbench.convert import cmc_fold
+from mixbench.convert.errors import ConversionError
+from mixbench.convert.keymaps import apply_rules
+from mixbench.convert.sources import DetectedSource, detect, load_source
+from mixbench.convert.targets import TARGETS, write_target
 
-__all__ = ["ARCH_DEPTHS", "ConversionReport", "convert_checkpoint", "expected_backbone_keys", "infer_arch"]
+__all__ = [
+    "ARCH_DEPTHS", "Backbone", "ConversionReport", "convert_checkpoint", "expected_backbone_keys", "infer_arch",
+    "read_backbone",
+]
 
-ARCH_DEPTHS = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101, "resnet152": 152}
-# (blocks per stage, bottleneck?) -> arch; torchvision's definitions.
-_BLOCKS = {
-    ((2, 2, 2, 2), False): "resnet18",
-    ((3, 4, 6, 3), False): "resnet34",
-    ((3, 4, 6, 3), True): "resnet50",
-    ((3, 4, 23, 3), True): "resnet101",
-    ((3, 8, 36, 3), True): "resnet152",
-}
-# When nothing records how the pixels were normalised, these are assumed (and the report says so).
-_IMAGENET_MEAN = [123.675, 116.28, 103.53]
-_IMAGENET_STD = [58.395, 57.12, 57.375]
+ARCH_DEPTHS = {name: spec.depth for name, spec in ARCHS.items()}
 
 
 @dataclass
@@ -82,7 +76,7 @@ def infer_arch(sd: dict[str, torch.Tensor]) -> str | None:
     for stage in range(1, 5):
         ids = {int(m.group(1)) for k in sd if (m := re.match(rf"layer{stage}\.(\d+)\.", k))}
         blocks.append(len(ids))
-    return _BLOCKS.get((tuple(blocks), "layer1.0.conv3.weight" in sd))
+    return arch_from_blocks(blocks, "layer1.0.conv3.weight" in sd)
 
 
 def _check_backbone(sd: dict[str, torch.Tensor], arch: str, where: str) -> None:
@@ -108,42 +102,49 @@ def _pixel_stats(
     detected: DetectedSource, color: dict | None, notes: list[str]
 ) -> tuple[list[float], list[float]]:
     if color is not None:  # CMC fold: the folded model's own statistics (see convert.cmc_fold)
-        std = list(_IMAGENET_STD)
+        std = list(IMAGENET_STD)
         return cmc_fold.fold_pixel_mean(color), std
     for meta in (detected.convert_meta, detected.pretrain_meta):
         if meta.get("pixel_mean") and meta.get("pixel_std"):
             return [float(v) for v in meta["pixel_mean"]], [float(v) for v in meta["pixel_std"]]
     notes.append("no pixel mean/std recorded in the source: assumed ImageNet's (RGB, 0-255)")
-    return list(_IMAGENET_MEAN), list(_IMAGENET_STD)
+    return list(IMAGENET_MEAN), list(IMAGENET_STD)
 
 
-def convert_checkpoint(
-    src: str | Path,
-    out: str | Path,
-    to: str = "mmdet",
-    arch: str | None = None,
-    source: str = "auto",
-    verbose: bool = False,
-) -> ConversionReport:
-    """Convert ``src`` to ``to`` at ``out`` after checking every key; returns what was done.
+@dataclass
+class Backbone:
+    """A checkpoint read as one torchvision ResNet backbone (no ``fc``), checked key for key.
 
-    Args:
-        src: source checkpoint (read with ``weights_only=True`` only).
-        out: output file (written atomically).
-        to: 'torchvision' | 'mmdet' | 'detectron2'.
-        arch: 'resnet18' ... 'resnet152'; None = from the checkpoint's metadata, else from its keys.
-        source: layout name (``convert.sources.LAYOUTS``) or 'auto'.
-        verbose: kept for API symmetry with the CLI (the report always carries the full mapping).
+    ``tensors`` are torchvision-keyed and complete for ``arch``; ``pixel_mean``/``pixel_std`` (0-255, RGB) are the
+    input statistics the tensors expect. ``meta`` is what a converted file records (source sha256, layout, ...).
+    """
+
+    src: Path
+    source_layout: str
+    layout_reason: str
+    arch: str
+    tensors: dict[str, torch.Tensor]
+    pixel_mean: list[float]
+    pixel_std: list[float]
+    meta: dict
+    rule_counts: dict[str, int]
+    mapping: list[tuple[str, str | None, str]]
+    notes: list[str] = field(default_factory=list)
+
+
+def read_backbone(src: str | Path, arch: str | None = None, source: str = "auto") -> Backbone:
+    """Read ``src`` in any layout the converter knows as one checked torchvision ResNet backbone (in memory).
+
+    Steps: safe load (weights_only) -> detect layout -> key map (every key renamed or dropped by a named rule)
+    -> CMC fold if needed -> exact check against torchvision's ResNet (no missing, extra or misshaped key).
+    Feature extraction (``mixbench.evaluate``) and every conversion target start from this.
 
     Raises:
-        ConversionError: unknown layout, unmapped/missing/extra/misshaped keys, wrong arch, bad target.
-        convert.safe_load.UnsafeCheckpointError: the file needs pickled code to load (nothing was run).
+        ConversionError: unknown layout, unmapped/missing/extra/misshaped keys, wrong arch.
+        mixbench.base.safe_load.UnsafeCheckpointError: the file needs pickled code to load (nothing was run).
         FileNotFoundError: ``src`` does not exist.
     """
-    t0 = time.perf_counter()
-    src, out = Path(src), Path(out)
-    if to not in TARGETS:
-        raise ConversionError(f"unknown target {to!r}; choose one of {list(TARGETS)}")
+    src = Path(src)
     if arch is not None and arch not in ARCH_DEPTHS:
         raise ConversionError(f"unknown arch {arch!r}; choose one of {list(ARCH_DEPTHS)}")
     obj = load_source(src)
@@ -192,19 +193,62 @@ def convert_checkpoint(
         meta["previous"] = {
             k: detected.convert_meta.get(k) for k in ("source_sha256", "source_file", "source_layout")
         }
-    target = write_target(to, backbone, out, meta)
-    return ConversionReport(
+    return Backbone(
         src=src,
-        out_path=out,
-        to=to,
         source_layout=detected.layout.name,
         layout_reason=detected.reason,
         arch=chosen,
-        n_tensors=len(backbone),
+        tensors=backbone,
+        pixel_mean=pixel_mean,
+        pixel_std=pixel_std,
+        meta=meta,
         rule_counts=dict(mapped.counts),
         mapping=mapped.log,
-        meta=meta,
         notes=notes,
+    )
+
+
+def convert_checkpoint(
+    src: str | Path,
+    out: str | Path,
+    to: str = "mmdet",
+    arch: str | None = None,
+    source: str = "auto",
+    verbose: bool = False,
+) -> ConversionReport:
+    """Convert ``src`` to ``to`` at ``out`` after checking every key (:func:`read_backbone`); returns what was done.
+
+    Args:
+        src: source checkpoint (read with ``weights_only=True`` only).
+        out: output file (written atomically).
+        to: 'torchvision' | 'mmdet' | 'detectron2'.
+        arch: 'resnet18' ... 'resnet152'; None = from the checkpoint's metadata, else from its keys.
+        source: layout name (``convert.sources.LAYOUTS``) or 'auto'.
+        verbose: kept for API symmetry with the CLI (the report always carries the full mapping).
+
+    Raises:
+        ConversionError: unknown layout, unmapped/missing/extra/misshaped keys, wrong arch, bad target.
+        mixbench.base.safe_load.UnsafeCheckpointError: the file needs pickled code to load (nothing was run).
+        FileNotFoundError: ``src`` does not exist.
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    if to not in TARGETS:
+        raise ConversionError(f"unknown target {to!r}; choose one of {list(TARGETS)}")
+    bb = read_backbone(src, arch, source)
+    target = write_target(to, bb.tensors, out, bb.meta)
+    return ConversionReport(
+        src=bb.src,
+        out_path=out,
+        to=to,
+        source_layout=bb.source_layout,
+        layout_reason=bb.layout_reason,
+        arch=bb.arch,
+        n_tensors=len(bb.tensors),
+        rule_counts=bb.rule_counts,
+        mapping=bb.mapping,
+        meta=bb.meta,
+        notes=bb.notes,
         target_mapping=target.log if target is not None else [],
         elapsed_s=time.perf_counter() - t0,
     )

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from convert.errors import ConversionError
+from mixbench.convert.errors import ConversionError
 
 __all__ = ["color_from_meta", "fold_cmc", "fold_pixel_mean"]
 
@@ -37,10 +37,10 @@ def color_from_meta(pretrain_meta: Mapping) -> tuple[dict, str]:
                 f"CMC fold: colour space {color.get('space')!r} is not the linear YCbCr transform"
             )
         return dict(color), "colour transform from the checkpoint's meta['mixbench']['color']"
-    from pretrain.color import color_meta
+    from mixbench.base.color import color_meta
 
     return color_meta(), (
-        "checkpoint has no meta['mixbench']['color']: ASSUMED pretrain.color's YCbCr transform and CMC "
+        "checkpoint has no meta['mixbench']['color']: ASSUMED mixbench.base.color's YCbCr transform and CMC "
         "normalisation (the fold is exact only if that is what the model was trained with)"
     )
 
@@ -89,7 +89,7 @@ def fold_cmc(
 
     Args:
         halves: both halves' backbone tensors, prefixed ``l.`` and ``ab.`` (``keymaps.CMC_RULES``' output).
-        color: ``pretrain.color.color_meta()``-style dict (matrix, offset, mean, std, views).
+        color: ``mixbench.base.color.color_meta()``-style dict (matrix, offset, mean, std, views).
         pixel_std: RGB std (0-255) the folded model will be normalised with (folded into conv1).
 
     Returns:

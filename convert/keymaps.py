@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from convert.errors import ConversionError
+from mixbench.convert.errors import ConversionError
 
 __all__ = [
     "BACKBONE_KEY",

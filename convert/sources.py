@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from convert import keymaps
-from convert.errors import ConversionError
-from convert.keymaps import Rule
-from convert.safe_load import UnsafeCheckpointError, safe_torch_load
+from mixbench.base.safe_load import UnsafeCheckpointError, safe_torch_load
+from mixbench.convert import keymaps
+from mixbench.convert.errors import ConversionError
+from mixbench.convert.keymaps import Rule
 
 __all__ = ["LAYOUTS", "DetectedSource", "Layout", "detect", "load_source", "sidecar_meta_path"]
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-from convert.errors import ConversionError
-from convert.io_utils import atomic_torch_save, atomic_write, atomic_write_json
-from convert.keymaps import DETECTRON2_RULES, MappingResult, apply_rules
-from convert.sources import sidecar_meta_path
+from mixbench.base.io import atomic_torch_save, atomic_write, atomic_write_json
+from mixbench.convert.errors import ConversionError
+from mixbench.convert.keymaps import DETECTRON2_RULES, MappingResult, apply_rules
+from mixbench.convert.sources import sidecar_meta_path
 
 __all__ = ["TARGETS", "write_target"]
 

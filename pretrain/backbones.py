@@ -12,14 +12,7 @@ import torch
 import torch.nn as nn
 from torchvision.models import resnet as tv_resnet
 
-# arch -> (block, layers per stage); torchvision's own definitions.
-ARCHS: dict[str, tuple[type[nn.Module], list[int]]] = {
-    "resnet18": (tv_resnet.BasicBlock, [2, 2, 2, 2]),
-    "resnet34": (tv_resnet.BasicBlock, [3, 4, 6, 3]),
-    "resnet50": (tv_resnet.Bottleneck, [3, 4, 6, 3]),
-    "resnet101": (tv_resnet.Bottleneck, [3, 4, 23, 3]),
-    "resnet152": (tv_resnet.Bottleneck, [3, 8, 36, 3]),
-}
+from mixbench.base.resnets import ARCHS
 
 
 class ScaledResNet(tv_resnet.ResNet):
@@ -74,7 +67,8 @@ def feature_dim(arch: str, width: float = 1.0) -> int:
 def _lookup(arch: str) -> tuple[type[nn.Module], list[int]]:
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(ARCHS)}")
-    return ARCHS[arch]
+    spec = ARCHS[arch]
+    return (tv_resnet.Bottleneck if spec.bottleneck else tv_resnet.BasicBlock), list(spec.blocks)
 
 
 def build_backbone(arch: str, width: float = 1.0, in_channels: int = 3, num_classes: int = 1000) -> tv_resnet.ResNet:

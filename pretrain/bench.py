@@ -121,8 +121,8 @@ def run_bench(
     """
     from mmengine.optim import OptimWrapper
 
-    from pretrain.moco import MoCo
-    from pretrain.preprocessor import MixPreprocessor
+    from mixbench.pretrain.moco import MoCo
+    from mixbench.pretrain.preprocessor import MixPreprocessor
 
     if steps < 1 or rounds < 1 or warmup < 0:
         raise ValueError(f"need steps >= 1, rounds >= 1, warmup >= 0; got {steps}, {rounds}, {warmup}")

@@ -1,6 +1,6 @@
 """CMC (Tian et al. 2019) with YCbCr views, as one mmengine model; mixtures come from the preprocessor.
 
-The preprocessor converts RGB to YCbCr with ``pretrain.color.rgb_to_ycbcr`` and normalises with CMC's YCbCr
+The preprocessor converts RGB to YCbCr with ``mixbench.base.color.rgb_to_ycbcr`` and normalises with CMC's YCbCr
 statistics (so the region decay fades context to the mean). The Y channel ("L view") feeds ``encoder_l``, and
 CbCr ("ab view") feeds ``encoder_ab``: two half-width ResNet-50 (torchvision key names, every channel halved).
 Each view is contrasted with the other view's memory bank: the positive is the bank entry of the same image, K
@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
-from pretrain import preprocessor as _preprocessor  # noqa: F401  (registers MixPreprocessor)
-from pretrain.backbones import build_backbone, feature_dim, resnet_features
-from pretrain.color import color_meta
-from pretrain.losses import estimate_Z, nce_loss, softmax_ce
-from pretrain.memory import init_memory_bank, sample_negatives, update_memory_bank
+from mixbench.base.color import color_meta
+from mixbench.pretrain import preprocessor as _preprocessor  # noqa: F401  (registers MixPreprocessor)
+from mixbench.pretrain.backbones import build_backbone, feature_dim, resnet_features
+from mixbench.pretrain.losses import estimate_Z, nce_loss, softmax_ce
+from mixbench.pretrain.memory import init_memory_bank, sample_negatives, update_memory_bank
 
 LOSSES = ("softmax", "nce")
 

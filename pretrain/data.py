@@ -13,16 +13,20 @@ Augmentations (torchvision):
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from mmengine.registry import DATASETS
+from mmengine.registry import DATASETS, FUNCTIONS
+from PIL import Image
 from torch.utils.data import Dataset
-from torchvision import datasets
 from torchvision import transforms as T
+from torchvision.transforms import v2
 
-from pretrain.imagenet100 import IMAGENET100_WNIDS
+from mixbench.pretrain.imagenet100 import IMAGENET100_WNIDS
 
 AUGMENTATIONS = ("moco_v1", "moco_v2", "cmc", "center")
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's
 
 
 def build_view_transform(aug: str, size: int) -> T.Compose:
@@ -48,23 +52,74 @@ def build_view_transform(aug: str, size: int) -> T.Compose:
     return T.Compose([*ops, T.PILToTensor()])
 
 
+def build_pipeline(pipeline: Sequence[dict[str, Any]]) -> T.Compose:
+    """torchvision.transforms.v2 from config dicts (``dict(type='RandomResizedCrop', size=224)``) + PILToTensor."""
+    ops = []
+    for step in pipeline:
+        step = dict(step)
+        name = step.pop("type")
+        if not hasattr(v2, name):
+            raise ValueError(f"pipeline step {name!r} is not a torchvision.transforms.v2 transform")
+        ops.append(getattr(v2, name)(**step))
+    return v2.Compose([*ops, v2.PILToTensor()])
+
+
+def resolve_classes(root: str | Path, classes: str | Sequence[str] | None) -> list[str]:
+    """The ordered class list (label i = position i) of an image folder.
+
+    ``None`` = the class folders of the ``train`` split beside ``root`` (else of ``root`` itself), so every split
+    of a data set numbers its classes alike; ``'imagenet100'`` = the paper's 100 wnids
+    (``mixbench.pretrain.imagenet100``); or an explicit list of folder names.
+    """
+    if classes == "imagenet100":
+        return list(IMAGENET100_WNIDS)
+    if isinstance(classes, str):
+        raise ValueError(f"classes must be None, 'imagenet100' or a list of folder names, got {classes!r}")
+    if classes is not None:
+        return list(classes)
+    root = Path(root)
+    if (root.parent / "train").is_dir():
+        root = root.parent / "train"
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder (expected an ImageNet-style ROOT/<class>/*.JPEG)")
+    found = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if not found:
+        raise ValueError(f"{root}: no class folders")
+    return found
+
+
 @DATASETS.register_module()
 class ImageFolderViews(Dataset):
-    """ImageNet folder (``root/<wnid>/<image>``) yielding ``n_views`` augmented views of each image.
+    """ImageNet-style folder (``root/<wnid>/<image>``) yielding ``n_views`` augmented views of each image.
+
+    The one image-folder data set of mixbench: pretraining (two views, MoCo; one, CMC), the kNN monitor, linear
+    evaluation and the flatness analysis all read images through it.
 
     Args:
         root: the split folder, e.g. ``data/imagenet/train``.
-        aug: see module docstring.
-        size: crop size (224 on ImageNet; small for CPU presets).
-        n_views: 2 for MoCo (query, key), 1 for CMC (both views come from one crop).
-        file_list: optional text file of ``<relative path> <label>`` lines (e.g. an ImageNet-100 subset of a
-            full ImageNet folder); default: every image under ``root``.
+        aug: a named augmentation (module docstring), or None when ``pipeline`` is given.
+        size: crop size of ``aug`` (224 on ImageNet; small for CPU presets).
+        n_views: 2 for MoCo (query, key), 1 for CMC (both views come from one crop) and for evaluation.
+        pipeline: torchvision.transforms.v2 steps as config dicts (linear evaluation), instead of ``aug``.
+        classes: None (the class folders of ``root``), ``'imagenet100'`` or a list of folder names; labels follow
+            this order. A class folder missing from a ``train`` split is an error, not a smaller task.
+        max_per_class: cap on images per class (quick monitors).
+        file_list: text file of ``<relative path> <label>`` lines (e.g. an ImageNet-100 subset of a full ImageNet
+            folder), instead of scanning ``root``.
 
     Item: ``dict(inputs=[view, ...] each (3, size, size) uint8, data_samples=dict(label=int, idx=int))``.
     """
 
     def __init__(
-        self, root: str, aug: str = "moco_v1", size: int = 224, n_views: int = 2, file_list: str | None = None
+        self,
+        root: str,
+        aug: str | None = "moco_v1",
+        size: int = 224,
+        n_views: int = 2,
+        pipeline: Sequence[dict[str, Any]] | None = None,
+        classes: str | Sequence[str] | None = None,
+        max_per_class: int | None = None,
+        file_list: str | None = None,
     ) -> None:
         root_path = Path(root)
         if not root_path.is_dir():
@@ -72,14 +127,20 @@ class ImageFolderViews(Dataset):
         if n_views < 1:
             raise ValueError(f"n_views must be >= 1, got {n_views}")
         self.root, self.n_views = root_path, n_views
-        self.transform = build_view_transform(aug, size)
-        self.loader = datasets.folder.default_loader
-        if file_list is None:
-            folder = datasets.ImageFolder(str(root_path))
-            self.samples = folder.samples
-            self.classes = folder.classes
-        else:
+        self.transform = build_pipeline(pipeline) if pipeline is not None else build_view_transform(aug, size)
+        if file_list is not None:
             self.samples, self.classes = _read_file_list(root_path, Path(file_list))
+        else:
+            self.classes = resolve_classes(root_path, classes)
+            missing = [c for c in self.classes if not (root_path / c).is_dir()]
+            if missing and root_path.name == "train":
+                raise FileNotFoundError(f"{root_path}: {len(missing)} class folders missing, e.g. {missing[:3]}")
+            self.samples = []
+            for label, name in enumerate(self.classes):
+                folder = root_path / name
+                if folder.is_dir():
+                    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMG_EXTENSIONS)
+                    self.samples += [(str(p), label) for p in files[:max_per_class]]
         if not self.samples:
             raise ValueError(f"{root}: no images found")
 
@@ -88,8 +149,9 @@ class ImageFolderViews(Dataset):
 
     def __getitem__(self, idx: int) -> dict:
         path, label = self.samples[idx]
-        img = self.loader(path)
-        views = [self.transform(img) for _ in range(self.n_views)]
+        with Image.open(path) as img:
+            rgb = img.convert("RGB")
+        views = [self.transform(rgb) for _ in range(self.n_views)]
         return {"inputs": views, "data_samples": {"label": label, "idx": idx}}
 
 
@@ -120,7 +182,7 @@ def build_imagenet100(
     mode 'filelist': writes ``dst`` as ``<relative path> <label>`` lines for ``ImageFolderViews(file_list=)``,
     labels in sorted-wnid order (ImageFolder's convention). Raises if a wnid is missing in ``src``.
     """
-    from convert.io_utils import atomic_write_text
+    from mixbench.base.io import atomic_write_text
 
     src, dst = Path(src), Path(dst)
     missing = [w for w in wnids if not (src / w).is_dir()]
@@ -140,7 +202,7 @@ def build_imagenet100(
         lines = []
         for label, w in enumerate(ordered):
             for f in sorted((src / w).iterdir()):
-                if f.suffix.lower() in datasets.folder.IMG_EXTENSIONS:
+                if f.suffix.lower() in IMG_EXTENSIONS:
                     lines.append(f"{w}/{f.name} {label}")
         dst.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(dst, "\n".join(lines) + "\n")
@@ -149,9 +211,10 @@ def build_imagenet100(
     return dst
 
 
+@FUNCTIONS.register_module()
 def eval_collate(items: list[dict]) -> dict:
-    """Collate single-view items into ``{'inputs': (B, 3, H, W) uint8, 'data_samples': (B,) labels}`` (the
-    format of ``pretrain.knn.extract_features``)."""
+    """Collate single-view items into ``{'inputs': (B, 3, H, W) uint8, 'data_samples': (B,) labels}`` (what
+    ``mixbench.pretrain.knn.extract_features`` and ``LinearClassifier`` take)."""
     import torch
 
     return {

@@ -15,14 +15,13 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import io
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
-__all__ = ["plot_flatness", "run_flatness", "sorted_distribution"]
+__all__ = ["plot_flatness", "sorted_distribution"]
 
 
 @torch.no_grad()
@@ -57,7 +56,7 @@ def plot_flatness(curves: dict[str, torch.Tensor], out: str, title: str = "") ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from convert.io_utils import atomic_write
+    from mixbench.base.io import atomic_write
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (name, curve) in enumerate(curves.items()):
@@ -74,48 +73,3 @@ def plot_flatness(curves: dict[str, torch.Tensor], out: str, title: str = "") ->
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
     atomic_write(out, lambda f: f.write(buf.getvalue()))
-
-
-def run_flatness(args: argparse.Namespace) -> int:
-    """``mixbench flatness CKPT [CKPT ...] --data DIR --out fig.png``: plot and print the mean max
-    probability."""
-    from tabulate import tabulate
-    from torch.utils.data import DataLoader
-
-    from pretrain.features import load_feature_extractor
-    from pretrain.linear import LabeledImageFolder
-
-    dataset = LabeledImageFolder(
-        args.data,
-        args.split,
-        [
-            dict(type="Resize", size=args.resize_size, antialias=True),
-            dict(type="CenterCrop", size=args.img_size),
-        ],
-        max_per_class=args.max_per_class,
-    )
-    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
-    curves: dict[str, torch.Tensor] = {}
-    rows = []
-    for spec in args.checkpoints:
-        extractor = load_feature_extractor(spec).to(args.device)
-        curve, n = sorted_distribution(extractor, loader, T=args.T, device=args.device)
-        name = spec if spec not in curves else f"{spec} ({len(curves)})"
-        curves[name] = curve
-        rows.append(
-            [
-                name,
-                extractor.info.get("method"),
-                len(curve),
-                n,
-                f"{float(curve[0]):.4e}",
-                f"{float(curve[:10].sum()):.4f}",
-            ]
-        )
-    plot_flatness(curves, args.out)
-    print(tabulate(rows, headers=["checkpoint", "method", "dim", "images", "mean max prob", "top-10 mass"]))
-    print(
-        f"p = softmax(pooled output / T), T = {args.T}; images: {dataset.root} (centre crop {args.img_size})"
-    )
-    print(f"wrote {args.out}")
-    return 0

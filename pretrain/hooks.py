@@ -74,7 +74,7 @@ class KNNMonitorHook(Hook):
     def _loader(self, root: str):
         from torch.utils.data import DataLoader
 
-        from pretrain.data import ImageFolderViews, eval_collate
+        from mixbench.pretrain.data import ImageFolderViews, eval_collate
 
         ds = ImageFolderViews(root, aug="center", size=self.size, n_views=1)
         return DataLoader(ds, self.batch_size, num_workers=self.num_workers, collate_fn=eval_collate)
@@ -92,7 +92,7 @@ class KNNMonitorHook(Hook):
 
         if not is_main_process():
             return
-        from pretrain.knn import knn_monitor
+        from mixbench.pretrain.knn import knn_monitor
 
         train_root = self.train_root or runner.cfg.train_dataloader.dataset.root
         val_root = self.val_root or str(Path(train_root).parent / "val")

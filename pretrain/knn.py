@@ -133,14 +133,13 @@ def knn_monitor(
 ) -> dict[str, float]:
     """kNN top-1 of a live MoCo/CMC model during pretraining (e.g. from a hook every few epochs).
 
-    The encoder is read exactly as a saved checkpoint would be (``pretrain.features.build_extractor`` on the
+    The encoder is a frozen copy (``mixbench.pretrain.features.model_extractor``) of the
     model's ``state_dict`` and its ``mixbench_meta()``), so the monitor and ``mixbench knn`` agree; the model
     itself is not touched (no mode switch, no gradient). Loaders yield uint8 RGB as for
     :func:`extract_features`.
     """
-    from pretrain.features import build_extractor
+    from mixbench.pretrain.features import model_extractor
 
-    meta = model.mixbench_meta() if hasattr(model, "mixbench_meta") else {}
     device = next(model.parameters()).device
-    extractor = build_extractor(model.state_dict(), meta, source=type(model).__name__).to(device)
+    extractor = model_extractor(model).to(device)
     return knn_top1(extractor, train_loader, val_loader, k, T, num_classes, device)

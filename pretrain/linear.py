@@ -9,11 +9,10 @@ RandomResizedCrop + flip, and top-1 of a single centre crop (Resize + CenterCrop
 Run::
 
     mixbench linear configs/linear/linear_1xb256-60e_in100.py --checkpoint work_dirs/moco/epoch_800.pth
-    torchrun --nproc-per-node 8 -m transfer.cli linear CONFIG --checkpoint C --launcher pytorch
+    torchrun --nproc-per-node 8 -m mixbench.cli linear CONFIG --checkpoint C --launcher pytorch
 
-Registered here (mmengine root registries): ``LinearClassifier`` (model), ``LabeledImageFolder`` (data set,
-shared with kNN and the flatness plot) and ``TopKAccuracy`` (metric; mmpretrain's Accuracy is not a
-dependency).
+Registered here (mmengine root registries): ``LinearClassifier`` (model) and ``TopKAccuracy`` (metric;
+mmpretrain's Accuracy is not a dependency). Images come from ``mixbench.pretrain.data.ImageFolderViews``.
 """
 
 from __future__ import annotations
@@ -27,111 +26,22 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.evaluator import BaseMetric
 from mmengine.model import BaseModel
-from mmengine.registry import DATASETS, METRICS, MODELS
-from PIL import Image
-from torch.utils.data import Dataset
-from torchvision.transforms import v2
+from mmengine.registry import METRICS, MODELS
 
-from pretrain.features import load_feature_extractor
-from pretrain.imagenet100 import IMAGENET100_WNIDS
-from pretrain.launch import init_cpu_process_group, use_cpu_ddp
+from mixbench.base.launch import init_cpu_process_group, use_cpu_ddp
+from mixbench.pretrain import data as _data  # noqa: F401  (registers ImageFolderViews, eval_collate)
+from mixbench.pretrain.data import resolve_classes
 
-__all__ = ["LabeledImageFolder", "LinearClassifier", "TopKAccuracy", "resolve_classes", "run_linear"]
-
-IMG_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
-
-
-def resolve_classes(data_root: str | Path, classes: str | Sequence[str] | None) -> list[str]:
-    """The ordered class list, label i = position i in it, for every split.
-
-    ``None`` = the class folders of ``data_root/train``; ``'imagenet100'`` = the paper's 100 wnids
-    (``pretrain.imagenet100``); or an explicit list of folder names.
-    """
-    root = Path(data_root)
-    if classes == "imagenet100":
-        return list(IMAGENET100_WNIDS)
-    if isinstance(classes, str):
-        raise ValueError(f"classes must be None, 'imagenet100' or a list of folder names, got {classes!r}")
-    if classes is not None:
-        return list(classes)
-    train = root / "train"
-    if not train.is_dir():
-        raise FileNotFoundError(
-            f"{train}: no such folder (expected an ImageNet-style ROOT/train/<class>/*.JPEG)"
-        )
-    found = sorted(p.name for p in train.iterdir() if p.is_dir())
-    if not found:
-        raise ValueError(f"{train}: no class folders")
-    return found
-
-
-def build_pipeline(pipeline: Sequence[dict[str, Any]]) -> v2.Compose:
-    """torchvision.transforms.v2 from config dicts (``dict(type='RandomResizedCrop', size=224)``) +
-    PILToTensor."""
-    ops = []
-    for step in pipeline:
-        step = dict(step)
-        name = step.pop("type")
-        if not hasattr(v2, name):
-            raise ValueError(f"pipeline step {name!r} is not a torchvision.transforms.v2 transform")
-        ops.append(getattr(v2, name)(**step))
-    return v2.Compose([*ops, v2.PILToTensor()])
-
-
-@DATASETS.register_module()
-class LabeledImageFolder(Dataset):
-    """``data_root/<split>/<class>/*.JPEG`` with labels from :func:`resolve_classes`.
-
-    Items are ``{'inputs': (3, H, W) uint8 RGB, 'data_samples': int label}``; the frozen extractor normalises.
-    Every class must have a folder in the ``train`` split (a missing ImageNet-100 wnid is an error, not a
-    silently smaller task); ``max_per_class`` caps images per class (quick monitors).
-    """
-
-    def __init__(
-        self,
-        data_root: str,
-        split: str,
-        pipeline: Sequence[dict[str, Any]],
-        classes: str | Sequence[str] | None = None,
-        max_per_class: int | None = None,
-    ) -> None:
-        self.root = Path(data_root) / split
-        if not self.root.is_dir():
-            raise FileNotFoundError(
-                f"{self.root}: no such folder (expected {data_root}/{split}/<class>/*.JPEG)"
-            )
-        self.classes = resolve_classes(data_root, classes)
-        self.transform = build_pipeline(pipeline)
-        missing = [c for c in self.classes if not (self.root / c).is_dir()]
-        if missing and split == "train":
-            raise FileNotFoundError(f"{self.root}: {len(missing)} class folders missing, e.g. {missing[:3]}")
-        self.samples: list[tuple[Path, int]] = []
-        for label, name in enumerate(self.classes):
-            folder = self.root / name
-            if not folder.is_dir():
-                continue
-            files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMG_EXTENSIONS)
-            self.samples += [(p, label) for p in files[:max_per_class]]
-        if not self.samples:
-            raise ValueError(f"{self.root}: no images found in the {len(self.classes)} class folders")
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, idx: int) -> dict[str, Any]:
-        path, label = self.samples[idx]
-        with Image.open(path) as img:
-            rgb = img.convert("RGB")
-        return {"inputs": self.transform(rgb), "data_samples": label}
-
+__all__ = ["LinearClassifier", "TopKAccuracy", "run_linear"]
 
 @MODELS.register_module()
 class LinearClassifier(BaseModel):
-    """Frozen :class:`pretrain.features.FeatureExtractor` + trainable ``Linear(feature_dim, num_classes)``.
+    """Frozen :class:`mixbench.pretrain.features.FeatureExtractor` + trainable ``Linear(feature_dim, num_classes)``.
 
     Args:
-        checkpoint: extractor spec (checkpoint path or ``random:<arch>``); injected by ``mixbench linear``,
-            never written in a config.
+        extractor: config of the frozen extractor, built from mmengine's ``MODELS`` registry; the configs use
+            ``dict(type='CheckpointFeatureExtractor', spec=CKPT)`` (``mixbench.evaluate``), whose ``spec`` (a
+            checkpoint path or ``random:<arch>``) ``mixbench linear`` injects: never written in a config.
         num_classes: classes C of the task.
 
     Shape: inputs (N, 3, H, W) uint8 RGB -> logits (N, C).
@@ -139,15 +49,15 @@ class LinearClassifier(BaseModel):
 
     def __init__(
         self,
-        checkpoint: str | None,
+        extractor: dict,
         num_classes: int,
         data_preprocessor: dict | None = None,
         init_cfg: dict | None = None,
     ) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        if not checkpoint:
-            raise ValueError("model.checkpoint is not set: pass --checkpoint CKPT (or random:resnet50)")
-        self.backbone = load_feature_extractor(checkpoint)
+        if not extractor.get("spec"):
+            raise ValueError("model.extractor.spec is not set: pass --checkpoint CKPT (or random:resnet50)")
+        self.backbone = MODELS.build(extractor)
         self.head = nn.Linear(self.backbone.feature_dim, num_classes)
         nn.init.normal_(self.head.weight, std=0.01)  # MoCo main_lincls init
         nn.init.zeros_(self.head.bias)
@@ -203,23 +113,23 @@ def run_linear(
 ) -> dict[str, Any]:
     """Train and evaluate the linear classifier; returns the final validation metrics (+ run facts).
 
-    The checkpoint is injected as ``model.checkpoint``; ``model.num_classes=None`` in a config means
+    The checkpoint is injected as ``model.extractor.spec``; ``model.num_classes=None`` in a config means
     "count the class folders" (the synthetic preset). The result is also written to
     ``WORK_DIR/linear_result.json``.
     """
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    from convert.io_utils import atomic_write_json
-    from convert.safe_load import allow_mmengine_checkpoints
+    from mixbench.base.io import atomic_write_json
+    from mixbench.base.safe_load import allow_mmengine_checkpoints
 
     cfg = Config.fromfile(str(config))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    cfg.model.checkpoint = str(checkpoint)
+    cfg.model.extractor.spec = str(checkpoint)
     if cfg.model.get("num_classes") is None:
         ds = cfg.train_dataloader.dataset
-        cfg.model.num_classes = len(resolve_classes(ds.data_root, ds.get("classes")))
+        cfg.model.num_classes = len(resolve_classes(ds.root, ds.get("classes")))
     ckpt_name = Path(str(checkpoint).replace("random:", "random_")).stem
     cfg.work_dir = work_dir or str(Path("work_dirs") / "linear" / f"{Path(config).stem}_{ckpt_name}")
     cfg.launcher = launcher

@@ -15,11 +15,11 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
-from pretrain import preprocessor as _preprocessor  # noqa: F401  (registers MixPreprocessor)
-from pretrain.backbones import build_backbone, feature_dim, resnet_features
-from pretrain.losses import contrastive_logits, softmax_ce, unmix_soft_ce
-from pretrain.memory import batch_shuffle, batch_unshuffle, dequeue_and_enqueue
-from pretrain.mixing import box_masks, global_weights, region_weights
+from mixbench.pretrain import preprocessor as _preprocessor  # noqa: F401  (registers MixPreprocessor)
+from mixbench.pretrain.backbones import build_backbone, feature_dim, resnet_features
+from mixbench.pretrain.losses import contrastive_logits, softmax_ce, unmix_soft_ce
+from mixbench.pretrain.memory import batch_shuffle, batch_unshuffle, dequeue_and_enqueue
+from mixbench.pretrain.mixing import box_masks, global_weights, region_weights
 
 
 def projection_head(in_dim: int, dim: int, mlp: bool) -> nn.Module:

@@ -13,10 +13,10 @@ import torch
 from mmengine.model import BaseDataPreprocessor
 from mmengine.registry import MODELS
 
-from pretrain.color import IMAGENET_MEAN, IMAGENET_STD, YCBCR_MEAN, YCBCR_STD, rgb_to_ycbcr
-from pretrain.memory import rank
-from pretrain.mixing import box_masks, global_mixture, partner_images, region_mixture
-from pretrain.sampler import MixPlan, MixSampler
+from mixbench.base.color import IMAGENET_MEAN, IMAGENET_STD, YCBCR_MEAN, YCBCR_STD, rgb_to_ycbcr
+from mixbench.pretrain.memory import rank
+from mixbench.pretrain.mixing import box_masks, global_mixture, partner_images, region_mixture
+from mixbench.pretrain.sampler import MixPlan, MixSampler
 
 VIEW_MODES = ("both", "query")
 COLOR_SPACES = ("rgb", "ycbcr")
@@ -29,7 +29,7 @@ class MixPreprocessor(BaseDataPreprocessor):
     Args:
         mean, std: per-channel statistics on the 0-255 scale (RGB, or YCbCr when ``color_space='ycbcr'``);
             default ImageNet RGB, or CMC's YCbCr statistics for ``color_space='ycbcr'``.
-        color_space: 'rgb' (MoCo) or 'ycbcr' (CMC: ``pretrain.color.rgb_to_ycbcr`` before normalising).
+        color_space: 'rgb' (MoCo) or 'ycbcr' (CMC: ``mixbench.base.color.rgb_to_ycbcr`` before normalising).
         global_mix: None or ``dict(n=4, p=0.5)``: eq. 3 with n images, applied per sample with probability p.
         region_mix: None or ``dict(n=5, p=0.5, lambda_decay=0.2)``: eqs. 4-5. With both set (G+R, Table 5) the
             global mixture runs first and the region mixture then mixes the result.

@@ -11,14 +11,13 @@ process group is initialised here before the Runner (its ``pytorch`` launcher ca
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from pathlib import Path
 
 import torch
 
-from pretrain.launch import LAUNCHERS, init_cpu_process_group, use_cpu_ddp
+from mixbench.base.launch import LAUNCHERS, init_cpu_process_group, use_cpu_ddp
 
 
 def default_work_dir(config: str | os.PathLike) -> Path:
@@ -40,7 +39,7 @@ def _fill_dataset_size(cfg) -> None:
         return
     from mmengine.registry import DATASETS
 
-    import pretrain.registry  # noqa: F401  (registers ImageFolderViews)
+    import mixbench.pretrain.registry  # noqa: F401  (registers ImageFolderViews)
 
     cfg.model.n_data = len(DATASETS.build(cfg.train_dataloader.dataset))
 
@@ -90,7 +89,7 @@ def train(
     """Pretrain with mmengine's Runner; returns the work_dir (``epoch_N.pth``, ``last_checkpoint``)."""
     from mmengine.runner import Runner
 
-    from convert.safe_load import allow_mmengine_checkpoints
+    from mixbench.base.safe_load import allow_mmengine_checkpoints
 
     allow_mmengine_checkpoints()  # so the Runner can resume its own checkpoints under weights_only loading
     cfg = build_config(config, work_dir, cfg_options, launcher, resume, amp)
@@ -100,15 +99,3 @@ def train(
     runner.train()
     return Path(cfg.work_dir)
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pretrain.train`` (for torchrun); the same options as ``mixbench pretrain``."""
-    from pretrain.train_cli import add_arguments, run
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

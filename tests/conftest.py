@@ -11,9 +11,9 @@ import pytest
 def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The 'tiny' synthetic data set (seed 0), generated once per test session.
 
-    Returns ``transfer.synthetic.generate``'s dict: ``{'imagenet': ROOT/imagenet, 'voc': ROOT/VOCdevkit,
+    Returns ``mixbench.synthetic.generate``'s dict: ``{'imagenet': ROOT/imagenet, 'voc': ROOT/VOCdevkit,
     'coco': ROOT/coco}``. Treat it as read-only: every test of the session shares it.
     """
-    from transfer.synthetic import generate
+    from mixbench.synthetic import generate
 
     return generate(tmp_path_factory.mktemp("synthetic"), seed=0, preset="tiny")

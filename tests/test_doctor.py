@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import transfer.doctor as doctor
+import mixbench.doctor as doctor
 
 
 def test_doctor_passes_on_the_installed_stack() -> None:

@@ -11,7 +11,7 @@ import torch.nn as nn
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
-from convert.safe_load import UnsafeCheckpointError, allow_mmengine_checkpoints, safe_torch_load
+from mixbench.base.safe_load import UnsafeCheckpointError, allow_mmengine_checkpoints, safe_torch_load
 
 
 class _Payload:

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pretrain.imagenet100 import IMAGENET100_WNIDS
-from transfer import synthetic
-from transfer.synthetic import COCO_CLASSES_USED, MARKER_NAME, PRESETS, VOC_CLASSES_USED, generate
+from mixbench import synthetic
+from mixbench.pretrain.imagenet100 import IMAGENET100_WNIDS
+from mixbench.synthetic import COCO_CLASSES_USED, MARKER_NAME, PRESETS, VOC_CLASSES_USED, generate
 
 TINY = PRESETS["tiny"]
 VOC_SPLITS = (("2007", "trainval", TINY.voc07_trainval), ("2007", "test", TINY.voc07_test),

@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from convert.io_utils import atomic_write_json
+from mixbench.base.io import atomic_write_json
 
 SCHEMA = "mixbench.transfer.record/1"
 REQUIRED = ("schema", "checkpoint", "config", "suite", "detector", "bn_mode", "metrics", "status")
@@ -51,7 +51,7 @@ def hardware() -> dict[str, Any]:
 
 def git_commit(repo: str | Path | None = None) -> str | None:
     """The repository's HEAD commit (with ``-dirty`` when the tree has changes), or None outside git."""
-    repo = Path(repo) if repo else Path(__file__).resolve().parents[1]
+    repo = Path(repo) if repo else Path(__file__).resolve().parent  # git finds the work tree from any folder in it
     try:
         head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
                               timeout=10)

@@ -1,7 +1,7 @@
 """Transfer one checkpoint with one mmdet config: convert -> mmengine Runner (train + test) -> run record.
 
     mixbench transfer CKPT --suite voc                       # one process (CPU or one GPU)
-    torchrun --nproc-per-node 8 -m transfer.cli transfer CKPT --suite all --launcher pytorch
+    torchrun --nproc-per-node 8 -m mixbench.cli transfer CKPT --suite all --launcher pytorch
     srun -N2 --ntasks-per-node 8 mixbench transfer CKPT --suite coco --launcher slurm
 
 What the runner adds to a config (configs never hold checkpoint paths):
@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-from pretrain.launch import init_cpu_process_group, use_cpu_ddp
-from transfer.records import (
+from mixbench.base.launch import init_cpu_process_group, use_cpu_ddp
+from mixbench.transfer.records import (
     SCHEMA,
     git_commit,
     hardware,
@@ -39,23 +39,8 @@ from transfer.records import (
     write_record,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 RANDOM = "random"
 DETECTORS = {"FasterRCNN": "Faster R-CNN", "RetinaNet": "RetinaNet", "MaskRCNN": "Mask R-CNN"}
-# `--suite` -> configs, one per BN mode.
-SUITES: dict[str, dict[str, list[str]]] = {
-    "voc": {
-        "frozen": ["configs/transfer/voc0712/faster-rcnn_r50_fpn_frozen-bn_1x_voc0712.py"],
-        "finetune": ["configs/transfer/voc0712/faster-rcnn_r50_fpn_finetune-bn_1x_voc0712.py"],
-    },
-    "coco": {
-        "frozen": ["configs/transfer/coco/retinanet_r50_fpn_frozen-bn_1x_coco.py",
-                   "configs/transfer/coco/mask-rcnn_r50_fpn_frozen-bn_1x_coco.py"],
-        "finetune": ["configs/transfer/coco/retinanet_r50_fpn_finetune-bn_1x_coco.py",
-                     "configs/transfer/coco/mask-rcnn_r50_fpn_finetune-bn_1x_coco.py"],
-    },
-}
-
 
 class TransferError(RuntimeError):
     """A transfer run cannot go on (bad checkpoint, backbone not loaded, bad config); the message says why."""
@@ -102,13 +87,13 @@ def prepare_checkpoint(ckpt: Checkpoint, cache_dir: str | Path) -> Checkpoint:
     """Convert ``ckpt`` to an mmdet backbone file in ``cache_dir/<sha256>.pth`` (once per content)."""
     if ckpt.is_random:
         return ckpt
-    from convert.io_utils import sha256_file
-    from convert.safe_load import safe_torch_load
+    from mixbench.base.io import sha256_file
+    from mixbench.base.safe_load import safe_torch_load
 
     ckpt.sha256 = sha256_file(ckpt.path)
     out = Path(cache_dir) / f"{ckpt.sha256}.pth"
     if not out.is_file():
-        from convert.api import convert_checkpoint
+        from mixbench.convert.api import convert_checkpoint
 
         try:
             convert_checkpoint(ckpt.path, out, to="mmdet")
@@ -283,7 +268,7 @@ def backbone_mismatches(backbone: torch.nn.Module, expected: dict[str, torch.Ten
 
 def check_backbone_loaded(backbone: torch.nn.Module, converted: Path, context: str) -> None:
     """Raise :class:`TransferError` unless every backbone tensor equals the converted file's."""
-    from convert.safe_load import safe_torch_load
+    from mixbench.base.safe_load import safe_torch_load
 
     bad = backbone_mismatches(backbone, safe_torch_load(converted)["state_dict"])
     if any(bad.values()):
@@ -317,7 +302,8 @@ def _check_hook(converted: Path, context: str):
 def init_launcher(launcher: str) -> int:
     """Initialise distributed training before the Runner; returns the world size.
 
-    On GPUs mmengine's launcher (nccl); on CPU the gloo group of :mod:`pretrain.launch` (mmengine then skips its own).
+    On GPUs mmengine's launcher (nccl); on CPU the gloo group of :mod:`mixbench.base.launch` (mmengine then
+    skips its own).
     """
     import torch.distributed as dist
 
@@ -351,7 +337,7 @@ def run_transfer(config: str | Path, ckpt: Checkpoint, *, records_dir: str | Pat
     from mmengine.dist import get_rank
     from mmengine.runner import Runner
 
-    from convert.safe_load import allow_mmengine_checkpoints
+    from mixbench.base.safe_load import allow_mmengine_checkpoints
 
     config = Path(config)
     if not config.is_file():

@@ -16,7 +16,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from transfer.paper_results import PAPER_ROWS
+from mixbench.transfer.paper_results import PAPER_ROWS
 
 RECALL_DEFINITION = (
     "Recall: mean over classes with ground truth of the fraction of ground-truth boxes matched at IoU 0.5 "

@@ -18,9 +18,9 @@ val_pipeline = [
 ]
 _loader = dict(batch_size=16, num_workers=0, persistent_workers=False)
 train_dataloader = dict(
-    **_loader, dataset=dict(data_root=data_root, classes=classes, pipeline=train_pipeline)
+    **_loader, dataset=dict(root=data_root + "/train", classes=classes, pipeline=train_pipeline)
 )
-val_dataloader = dict(**_loader, dataset=dict(data_root=data_root, classes=classes, pipeline=val_pipeline))
+val_dataloader = dict(**_loader, dataset=dict(root=data_root + "/val", classes=classes, pipeline=val_pipeline))
 
 train_cfg = dict(max_epochs=2, val_interval=1)
 default_hooks = dict(checkpoint=dict(interval=1), logger=dict(interval=1))

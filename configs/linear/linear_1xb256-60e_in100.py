@@ -1,14 +1,17 @@
 # Linear evaluation on ImageNet-100, the paper's protocol (sec. 4.2): frozen encoder, linear head,
 # SGD lr 10, momentum 0.9, weight decay 0, 60 epochs, lr x0.1 at epochs 30, 40 and 50; single centre crop,
 # top-1. The checkpoint is injected by the launcher:  mixbench linear THIS_FILE --checkpoint CKPT
-custom_imports = dict(imports=["pretrain.linear"], allow_failed_imports=False)
+# mixbench.evaluate registers CheckpointFeatureExtractor: any checkpoint layout the converter reads.
+custom_imports = dict(imports=["mixbench.pretrain.linear", "mixbench.evaluate"], allow_failed_imports=False)
 
 data_root = "data/imagenet"  # ImageNet-style ROOT/{train,val}/<wnid>/*.JPEG (full ImageNet-1K is fine)
 classes = "imagenet100"  # the paper's 100 wnids (pretrain.imagenet100); labels follow that order
 crop_size = 224
 resize_size = 256  # val: Resize(256) + CenterCrop(224), as MoCo's main_lincls
 
-model = dict(type="LinearClassifier", checkpoint=None, num_classes=100)
+model = dict(
+    type="LinearClassifier", extractor=dict(type="CheckpointFeatureExtractor", spec=None), num_classes=100
+)
 
 train_pipeline = [
     dict(type="RandomResizedCrop", size=crop_size, antialias=True),
@@ -25,12 +28,9 @@ train_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type="DefaultSampler", shuffle=True),
-    collate_fn=dict(type="default_collate"),
+    collate_fn=dict(type="eval_collate"),
     dataset=dict(
-        type="LabeledImageFolder",
-        data_root=data_root,
-        split="train",
-        classes=classes,
+        type="ImageFolderViews", root=data_root + "/train", aug=None, n_views=1, classes=classes,
         pipeline=train_pipeline,
     ),
 )
@@ -39,9 +39,10 @@ val_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type="DefaultSampler", shuffle=False),
-    collate_fn=dict(type="default_collate"),
+    collate_fn=dict(type="eval_collate"),
     dataset=dict(
-        type="LabeledImageFolder", data_root=data_root, split="val", classes=classes, pipeline=val_pipeline
+        type="ImageFolderViews", root=data_root + "/val", aug=None, n_views=1, classes=classes,
+        pipeline=val_pipeline,
     ),
 )
 val_evaluator = dict(type="TopKAccuracy", topk=(1, 5))

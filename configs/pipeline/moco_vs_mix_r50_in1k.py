@@ -14,14 +14,6 @@ pretrain = [
 ]
 
 bn_modes = ['finetune', 'frozen']  # Table 7 (a) "No Freeze" and (b) "Freeze BN"; Table 8 is frozen only
-suites = dict(
-    voc=dict(
-        frozen=['configs/transfer/voc0712/faster-rcnn_r50_fpn_frozen-bn_1x_voc0712.py'],
-        finetune=['configs/transfer/voc0712/faster-rcnn_r50_fpn_finetune-bn_1x_voc0712.py']),
-    coco=dict(
-        frozen=['configs/transfer/coco/retinanet_r50_fpn_frozen-bn_1x_coco.py',
-                'configs/transfer/coco/mask-rcnn_r50_fpn_frozen-bn_1x_coco.py'],
-        finetune=['configs/transfer/coco/retinanet_r50_fpn_finetune-bn_1x_coco.py',
-                  'configs/transfer/coco/mask-rcnn_r50_fpn_finetune-bn_1x_coco.py']),
-)
+suites = ['voc', 'coco']  # mixbench.transfer.suites: VOC Faster R-CNN; COCO RetinaNet + Mask R-CNN
+suite_scale = 'paper'  # R50-FPN, the paper protocol (configs/transfer/voc0712/, coco/)
 paper_rows = True  # add the paper's published rows, marked 'paper'

@@ -1,4 +1,4 @@
-# CPU preset for the synthetic data (transfer.synthetic, preset 'demo'): MoCo v2 with ResNet-18 at 64 px.
+# CPU preset for the synthetic data (mixbench.synthetic, preset 'demo'): MoCo v2 with ResNet-18 at 64 px.
 #   mixbench demo-data data/demo && mixbench pretrain configs/pretrain/moco_r18_synthetic.py
 # Another data root: --cfg-options train_dataloader.dataset.root=DIR/imagenet/train
 _base_ = ["./_base_/models/moco_v2.py", "./_base_/synthetic_cpu.py"]

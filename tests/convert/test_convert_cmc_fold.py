@@ -13,9 +13,9 @@ import torch
 import torchvision
 from convert_helpers import randomize_bn
 
-from convert.api import convert_checkpoint
-from pretrain.backbones import build_backbone
-from pretrain.color import color_meta
+from mixbench.base.color import color_meta
+from mixbench.convert.api import convert_checkpoint
+from mixbench.pretrain.backbones import build_backbone
 
 CMC_META = {
     "method": "cmc",
@@ -81,7 +81,7 @@ def _modified_color() -> dict:
 
 
 # 'modified': the fold must read the transform from the checkpoint's meta; 'no-meta': falls back to
-# pretrain.color's constants (the real transform) and says so.
+# mixbench.base.color's constants (the real transform) and says so.
 @pytest.mark.parametrize("color", [_modified_color(), None], ids=["meta-modified", "no-meta"])
 def test_cmc_fold_equals_concatenated_halves(color: dict | None, halves, tmp_path: Path) -> None:
     l_half, ab_half = halves
@@ -122,7 +122,7 @@ def test_cmc_fold_equals_concatenated_halves(color: dict | None, halves, tmp_pat
 
 def test_fold_needs_its_own_pixel_mean(halves) -> None:
     """Sanity of the test above: the same weights fed with ImageNet's mean, not the folded one, disagree."""
-    from convert.cmc_fold import fold_cmc, fold_pixel_mean
+    from mixbench.convert.cmc_fold import fold_cmc, fold_pixel_mean
 
     l_half, ab_half = halves
     c = color_meta()

@@ -10,10 +10,10 @@ import torch
 import torchvision
 from convert_helpers import random_resnet
 
-from convert import cli
-from convert.api import ARCH_DEPTHS, convert_checkpoint, expected_backbone_keys, infer_arch
-from convert.errors import ConversionError
-from convert.sources import LAYOUTS
+from mixbench.commands import convert as cli
+from mixbench.convert.api import ARCH_DEPTHS, convert_checkpoint, expected_backbone_keys, infer_arch
+from mixbench.convert.errors import ConversionError
+from mixbench.convert.sources import LAYOUTS
 
 
 @pytest.fixture(scope="module")

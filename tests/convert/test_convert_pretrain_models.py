@@ -10,10 +10,10 @@ import torch
 import torchvision
 from convert_helpers import randomize_bn
 
-import pretrain.registry  # noqa: F401  (registers MixPreprocessor with mmengine)
-from convert.api import convert_checkpoint
-from pretrain.cmc import CMC
-from pretrain.moco import MoCo
+import mixbench.pretrain.registry  # noqa: F401  (registers MixPreprocessor with mmengine)
+from mixbench.convert.api import convert_checkpoint
+from mixbench.pretrain.cmc import CMC
+from mixbench.pretrain.moco import MoCo
 
 
 def _runner_checkpoint(model: torch.nn.Module, path: Path) -> Path:

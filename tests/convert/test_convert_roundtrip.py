@@ -15,8 +15,8 @@ import torch
 import torchvision
 from convert_helpers import random_resnet, tv_stages
 
-from convert.api import convert_checkpoint, expected_backbone_keys
-from convert.sources import sidecar_meta_path
+from mixbench.convert.api import convert_checkpoint, expected_backbone_keys
+from mixbench.convert.sources import sidecar_meta_path
 
 MOCO_META = {
     "method": "moco",

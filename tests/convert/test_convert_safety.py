@@ -11,10 +11,10 @@ import pytest
 import torch
 from convert_helpers import random_resnet
 
-from convert.api import convert_checkpoint
-from convert.errors import ConversionError
-from convert.safe_load import UnsafeCheckpointError
-from convert.sources import sidecar_meta_path
+from mixbench.base.safe_load import UnsafeCheckpointError
+from mixbench.convert.api import convert_checkpoint
+from mixbench.convert.errors import ConversionError
+from mixbench.convert.sources import sidecar_meta_path
 
 
 class _Payload:
@@ -42,7 +42,7 @@ def test_malicious_checkpoint_refused_payload_never_runs(tmp_path: Path, r18_sd,
 
     import argparse
 
-    from convert import cli  # the command line says it too, with a non-zero exit
+    from mixbench.commands import convert as cli  # the command line says it too, with a non-zero exit
 
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers())

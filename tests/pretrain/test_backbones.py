@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision
 
-from pretrain.backbones import build_backbone, feature_dim, resnet_features
+from mixbench.pretrain.backbones import build_backbone, feature_dim, resnet_features
 
 
 def test_full_width_is_torchvision():

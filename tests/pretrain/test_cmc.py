@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pretrain.cmc import CMC, split_views
-from pretrain.color import YCBCR_MEAN, YCBCR_STD
-from pretrain.memory import update_memory_bank
+from mixbench.base.color import YCBCR_MEAN, YCBCR_STD
+from mixbench.pretrain.cmc import CMC, split_views
+from mixbench.pretrain.memory import update_memory_bank
 
 
 def test_ycbcr_split_by_hand():

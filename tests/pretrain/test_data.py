@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pretrain.data import ImageFolderViews, build_imagenet100, eval_collate
-from pretrain.imagenet100 import IMAGENET100_WNIDS
+from mixbench.pretrain.data import ImageFolderViews, build_imagenet100, eval_collate
+from mixbench.pretrain.imagenet100 import IMAGENET100_WNIDS
 
 
 def test_views_are_uint8_and_indexed(synthetic_root):

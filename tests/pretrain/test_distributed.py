@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pretrain.memory import batch_shuffle, batch_unshuffle, concat_all_gather, dequeue_and_enqueue
+from mixbench.pretrain.memory import batch_shuffle, batch_unshuffle, concat_all_gather, dequeue_and_enqueue
 
 B, C = 4, 3
 

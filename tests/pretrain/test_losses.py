@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pretrain.losses import contrastive_logits, estimate_Z, nce_loss, softmax_ce, unmix_soft_ce
+from mixbench.pretrain.losses import contrastive_logits, estimate_Z, nce_loss, softmax_ce, unmix_soft_ce
 
 
 def _unit(shape, seed):

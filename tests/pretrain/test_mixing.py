@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from pretrain.mixing import (
+from mixbench.pretrain.mixing import (
     box_masks,
     global_mixture,
     global_weights,

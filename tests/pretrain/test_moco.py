@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pretrain.losses import contrastive_logits
-from pretrain.memory import dequeue_and_enqueue
-from pretrain.moco import MoCo
+from mixbench.pretrain.losses import contrastive_logits
+from mixbench.pretrain.memory import dequeue_and_enqueue
+from mixbench.pretrain.moco import MoCo
 
 
 def test_queue_update_wraps_and_stores_keys():

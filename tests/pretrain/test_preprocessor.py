@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pretrain.color import IMAGENET_MEAN, IMAGENET_STD, YCBCR_MEAN, YCBCR_STD, rgb_to_ycbcr
-from pretrain.mixing import box_masks, global_mixture, region_mixture
-from pretrain.preprocessor import MixPreprocessor
-from pretrain.sampler import MixSampler
+from mixbench.base.color import IMAGENET_MEAN, IMAGENET_STD, YCBCR_MEAN, YCBCR_STD, rgb_to_ycbcr
+from mixbench.pretrain.mixing import box_masks, global_mixture, region_mixture
+from mixbench.pretrain.preprocessor import MixPreprocessor
+from mixbench.pretrain.sampler import MixSampler
 
 
 def _batch(n=6, h=8, w=10, seed=0):

@@ -102,7 +102,7 @@ def test_pretrain_imports_neither_mmdet_nor_mmcv():
     import sys
 
     code = (
-        "import sys, pretrain.registry, pretrain.train, pretrain.train_cli;"
+        "import sys, mixbench.pretrain.registry, mixbench.pretrain.train, mixbench.commands.pretrain;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('mmdet', 'mmcv')]; print(bad); assert not bad"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

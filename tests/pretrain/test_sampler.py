@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pretrain.sampler import MixSampler
+from mixbench.pretrain.sampler import MixSampler
 
 
 def test_global_plan_shapes_and_permutations():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from convert.safe_load import safe_torch_load
+from mixbench.base.safe_load import safe_torch_load
 
 REPO = Path(__file__).resolve().parents[2]
 MOCO_MIX = REPO / "configs/pretrain/moco-mix_r18_synthetic.py"
@@ -36,14 +36,14 @@ def _tiny_options(root: Path, epochs: int, batch: int = 8) -> list[str]:
 
 
 def _as_dict(options: list[str]) -> dict:
-    from pretrain.train_cli import parse_cfg_options
+    from mixbench.base.config import parse_cfg_options
 
     return parse_cfg_options(options)
 
 
 @pytest.mark.slow
 def test_moco_mix_run_saves_contract_checkpoint(synthetic_root, tmp_path):
-    from pretrain.train import train
+    from mixbench.pretrain.train import train
 
     work_dir = train(MOCO_MIX, tmp_path / "wd", _as_dict(_tiny_options(synthetic_root["imagenet"], 1)))
     assert (work_dir / "last_checkpoint").read_text().strip().endswith("epoch_1.pth")
@@ -65,7 +65,7 @@ def test_moco_mix_run_saves_contract_checkpoint(synthetic_root, tmp_path):
 
 @pytest.mark.slow
 def test_cmc_run_fills_bank_size(synthetic_root, tmp_path):
-    from pretrain.train import train
+    from mixbench.pretrain.train import train
 
     opts = _tiny_options(synthetic_root["imagenet"], 1)[:-1] + ["model.K=16", "model.arch=resnet18"]
     work_dir = train(REPO / "configs/pretrain/cmc-mix_r50half_synthetic.py", tmp_path / "wd", _as_dict(opts))
@@ -76,7 +76,7 @@ def test_cmc_run_fills_bank_size(synthetic_root, tmp_path):
 
 
 def _cmd(work_dir: Path, options: list[str], *extra: str) -> list[str]:
-    return [sys.executable, "-m", "pretrain.train", str(MOCO_MIX), "--work-dir", str(work_dir), *extra,
+    return [sys.executable, "-m", "mixbench.cli", "pretrain", str(MOCO_MIX), "--work-dir", str(work_dir), *extra,
             "--cfg-options", *options]  # fmt: skip
 
 
@@ -117,7 +117,7 @@ def test_two_cpu_processes_torchrun_gloo(synthetic_root, tmp_path):
         port = s.getsockname()[1]
     options = _tiny_options(synthetic_root["imagenet"], 1, batch=4)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           "-m", "pretrain.train", str(MOCO_MIX), "--launcher", "pytorch", "--work-dir", str(tmp_path / "wd"),
+           "-m", "mixbench.cli", "pretrain", str(MOCO_MIX), "--launcher", "pytorch", "--work-dir", str(tmp_path / "wd"),
            "--cfg-options", *options]  # fmt: skip
     done = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from pretrain import eval_cli
+from mixbench.commands import evaluate as eval_cli
 
 VARIANTS = ["plain", "global", "region", "global+region"]
 

@@ -1,4 +1,4 @@
-"""Frozen feature extractors from each checkpoint layout vs features computed by hand from the tensors."""
+"""Frozen feature extractors (files through the converter, live models) vs features computed by hand."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from pretrain.backbones import build_backbone
-from pretrain.color import color_meta
-from pretrain.features import infer_resnet, load_feature_extractor
+from mixbench.base.color import color_meta
+from mixbench.convert.api import infer_arch
+from mixbench.evaluate import load_feature_extractor
+from mixbench.pretrain.backbones import build_backbone
+from mixbench.pretrain.features import model_extractor
 
 # skimage.color.rgb2ycbcr (ITU-R BT.601) and CMC's YCbCr statistics, typed from their sources (not imported).
 SKIMAGE_YCBCR = torch.tensor(
@@ -72,8 +74,8 @@ def test_cmc_checkpoint_is_concat_of_halves(tmp_path, rgb):
 
 
 def test_moco_checkpoint_uses_encoder_q_without_head(tmp_path, rgb):
-    import pretrain.registry  # noqa: F401  (MoCo's default preprocessor must be registered)
-    from pretrain.moco import MoCo
+    import mixbench.pretrain.registry  # noqa: F401  (MoCo's default preprocessor must be registered)
+    from mixbench.pretrain.moco import MoCo
 
     torch.manual_seed(0)
     model = MoCo(arch="resnet18", dim=16, K=32, mlp=True)
@@ -116,15 +118,32 @@ def test_extractor_stays_frozen(rgb):
         assert torch.equal(v, before[k]), k
 
 
-def test_infer_resnet_reads_arch_width_channels():
-    assert infer_resnet(build_backbone("resnet50", 0.5, 2).state_dict()) == ("resnet50", 0.5, 2)
-    assert infer_resnet(torchvision.models.resnet34().state_dict()) == ("resnet34", 1.0, 3)
+def test_infer_arch_reads_depth_from_keys():
+    assert infer_arch(build_backbone("resnet50", 0.5, 2).state_dict()) == "resnet50"
+    assert infer_arch(torchvision.models.resnet34().state_dict()) == "resnet34"
+    assert infer_arch(torchvision.models.resnet18().state_dict()) == "resnet18"
+
+
+def test_live_model_extractor_equals_its_saved_checkpoint(tmp_path, rgb):
+    """The kNN monitor (live model) and `mixbench knn` (the file, through the converter) see the same features."""
+    import mixbench.pretrain.registry  # noqa: F401
+    from mixbench.pretrain.moco import MoCo
+
+    torch.manual_seed(0)
+    model = MoCo(arch="resnet18", dim=16, K=32, mlp=True)
+    randomize_bn(model.encoder_q, 7)
+    model.train()
+    path = tmp_path / "epoch_1.pth"
+    torch.save({"state_dict": model.state_dict(), "meta": {"mixbench": model.mixbench_meta()}}, path)
+    live = model_extractor(model)
+    assert model.training and next(model.parameters()).requires_grad  # the training model is untouched
+    torch.testing.assert_close(live(rgb), load_feature_extractor(path)(rgb), rtol=0, atol=0)
 
 
 def test_errors_name_the_file(tmp_path):
     bad = tmp_path / "not_a_resnet.pth"
     torch.save({"state_dict": {"w": torch.zeros(3)}}, bad)
-    with pytest.raises(ValueError, match="not_a_resnet.pth.*unknown checkpoint layout"):
+    with pytest.raises(ValueError, match="not_a_resnet.pth.*not a ResNet checkpoint of any known layout"):
         load_feature_extractor(bad)
     wrong = tmp_path / "wrong_meta.pth"
     sd = {f"encoder_q.{k}": v for k, v in build_backbone("resnet18").state_dict().items()}

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from pretrain import eval_cli
-from pretrain.flatness import sorted_distribution
+from mixbench.commands import evaluate as eval_cli
+from mixbench.pretrain.flatness import sorted_distribution
 
 
 def hand_curve(rows: list[list[float]], T: float) -> list[float]:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from pretrain.knn import knn_classify, knn_monitor, knn_scores
+from mixbench.pretrain.knn import knn_classify, knn_monitor, knn_scores
 
 
 def brute_force_scores(train, labels, test, k, T, C):
@@ -59,8 +59,8 @@ def test_knn_rejects_bad_shapes():
 
 
 def test_knn_monitor_on_live_moco_model():
-    import pretrain.registry  # noqa: F401  (MoCo's default preprocessor)
-    from pretrain.moco import MoCo
+    import mixbench.pretrain.registry  # noqa: F401  (MoCo's default preprocessor)
+    from mixbench.pretrain.moco import MoCo
 
     torch.manual_seed(0)
     model = MoCo(arch="resnet18", dim=16, K=32)

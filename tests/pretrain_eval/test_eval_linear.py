@@ -9,24 +9,26 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from convert.safe_load import safe_torch_load
-from pretrain import eval_cli
-from pretrain.features import load_feature_extractor
+from mixbench.base.safe_load import safe_torch_load
+from mixbench.commands import evaluate as eval_cli
+from mixbench.evaluate import load_feature_extractor
 
 CONFIG = "configs/linear/linear_1xb16-2e_synthetic.py"
 
 
 @pytest.mark.slow
 def test_linear_eval_end_to_end(synthetic_root, tmp_path, capsys):
-    from pretrain.linear import LabeledImageFolder, LinearClassifier
+    import mixbench.evaluate  # noqa: F401  (registers CheckpointFeatureExtractor)
+    from mixbench.pretrain.data import ImageFolderViews, eval_collate
+    from mixbench.pretrain.linear import LinearClassifier
 
     data = synthetic_root["imagenet"]
     parser = argparse.ArgumentParser()
     eval_cli.register(parser.add_subparsers())
     args = parser.parse_args([
         "linear", CONFIG, "--checkpoint", "random:resnet18", "--work-dir", str(tmp_path),
-        "--cfg-options", f"train_dataloader.dataset.data_root={data}",
-        f"val_dataloader.dataset.data_root={data}",
+        "--cfg-options", f"train_dataloader.dataset.root={data}/train",
+        f"val_dataloader.dataset.root={data}/val",
     ])  # fmt: skip
     assert args.func(args) == 0
     assert "top-1" in capsys.readouterr().out
@@ -44,13 +46,13 @@ def test_linear_eval_end_to_end(synthetic_root, tmp_path, capsys):
     assert len(ckpt["optimizer"]["state"]) == 2
 
     # Independent re-evaluation of the saved model reproduces the reported top-1.
-    model = LinearClassifier("random:resnet18", num_classes=4)
+    model = LinearClassifier(dict(type="CheckpointFeatureExtractor", spec="random:resnet18"), num_classes=4)
     model.load_state_dict(state)
-    val = LabeledImageFolder(
-        str(data), "val", [dict(type="Resize", size=73), dict(type="CenterCrop", size=64)]
+    val = ImageFolderViews(
+        f"{data}/val", aug=None, n_views=1, pipeline=[dict(type="Resize", size=73), dict(type="CenterCrop", size=64)]
     )
     correct = total = 0
-    for batch in DataLoader(val, batch_size=8):
+    for batch in DataLoader(val, batch_size=8, collate_fn=eval_collate):
         logits = model(batch["inputs"], mode="tensor")
         correct += int((logits.argmax(1) == batch["data_samples"]).sum())
         total += len(batch["data_samples"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from transfer.metrics import VOCRecallMetric, class_recalls
+from mixbench.transfer.metrics import VOCRecallMetric, class_recalls
 
 CLASSES = ("a", "b", "c", "d")
 

@@ -9,11 +9,10 @@ import pytest
 import torch
 import torchvision
 
-from convert.io_utils import atomic_write_json, sha256_file
-from transfer.pipeline import PipelineError, load_pipeline_config, run_pipeline
-from transfer.records import SCHEMA, record_path, write_record
+from mixbench.base.io import atomic_write_json, sha256_file
+from mixbench.pipeline import PipelineError, load_pipeline_config, run_pipeline
+from mixbench.transfer.records import SCHEMA, record_path, write_record
 
-REPO = Path(__file__).resolve().parents[2]
 VOC = "configs/transfer/demo/faster-rcnn_r18_fpn_frozen-bn_demo_voc0712.py"
 
 
@@ -27,9 +26,17 @@ def test_bad_pipeline_config_names_the_file(tmp_path):
     path = _config(tmp_path, "pretrain = []\n")
     with pytest.raises(PipelineError, match="pipe.py: pipeline config lacks"):
         load_pipeline_config(path)
-    path = _config(tmp_path, f"pretrain=[]\nsuites=dict(voc=dict(frozen=['{VOC}']))\nbn_modes=['frozen', 'x']\n"
+    path = _config(tmp_path, "pretrain=[]\nsuites=['voc']\nsuite_scale='demo'\nbn_modes=['frozen', 'x']\n"
                              "data_dir='d'\nwork_dir='w'\nresults_dir='r'\n")
-    with pytest.raises(PipelineError, match="'x' is not 'frozen' or 'finetune'"):
+    with pytest.raises(PipelineError, match=r"pipe.py: unknown suite or BN mode \['x'\]"):
+        load_pipeline_config(path)
+    path = _config(tmp_path, "pretrain=[]\nsuites=['kitti']\nbn_modes=['frozen']\n"
+                             "data_dir='d'\nwork_dir='w'\nresults_dir='r'\n")
+    with pytest.raises(PipelineError, match=r"pipe.py: unknown suite or BN mode \['kitti'\]"):
+        load_pipeline_config(path)
+    path = _config(tmp_path, "pretrain=[dict(name='m', config='configs/pretrain/nope.py')]\nsuites=['voc']\n"
+                             "bn_modes=['frozen']\ndata_dir='d'\nwork_dir='w'\nresults_dir='r'\n")
+    with pytest.raises(PipelineError, match="pipe.py: configs/pretrain/nope.py: no such config"):
         load_pipeline_config(path)
 
 
@@ -57,7 +64,7 @@ def test_second_run_reuses_every_finished_stage(tmp_path, monkeypatch, capsys):
             "metrics": {"pascal_voc/AP50": ap, "pascal_voc/recall": ap + 0.2}})
     path = _config(tmp_path, f"data_dir={str(data)!r}\nwork_dir={str(work)!r}\nresults_dir={str(results)!r}\n"
                              f"pretrain=[dict(name='moco', config='configs/pretrain/moco_r18_synthetic.py')]\n"
-                             f"random_init=True\nbn_modes=['frozen']\nsuites=dict(voc=dict(frozen=['{VOC}']))\n")
+                             "random_init=True\nbn_modes=['frozen']\nsuites=['voc']\nsuite_scale='demo'\n")
 
     def no_subprocess(*a, **k):
         raise AssertionError("a finished stage was started again")

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from transfer.records import SCHEMA, collect_records, is_complete, load_record, record_path, write_record
+from mixbench.transfer.records import SCHEMA, collect_records, is_complete, load_record, record_path, write_record
 
 
 def rec(sha: str | None = "abc", status: str = "complete") -> dict:

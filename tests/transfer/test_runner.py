@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision
 
-from transfer.runner import (
+from mixbench.transfer.runner import (
     Checkpoint,
     TransferError,
     apply_data_root,
@@ -31,7 +31,7 @@ TINY = ["train_dataloader.dataset.dataset.datasets.0.pipeline.2.scale=(128,96)",
 
 
 def _options(items: list[str]) -> dict:
-    from transfer.commands import parse_cfg_options
+    from mixbench.base.config import parse_cfg_options
 
     return parse_cfg_options(items)
 
@@ -92,7 +92,7 @@ def test_backbone_mismatches_finds_every_kind_of_wrong_key():
 def test_finished_record_is_not_rerun(tmp_path, monkeypatch):
     from mmengine.runner import Runner
 
-    from transfer.records import SCHEMA, record_path, write_record
+    from mixbench.transfer.records import SCHEMA, record_path, write_record
 
     rec = {"schema": SCHEMA, "status": "complete", "checkpoint": {"name": "random", "sha256": None},
            "config": {"name": DEMO_VOC.stem}, "suite": "voc", "detector": "Faster R-CNN", "bn_mode": "frozen",
@@ -135,8 +135,8 @@ def _public_moco_file(path: Path) -> None:
 
 @pytest.mark.slow
 def test_public_moco_layout_end_to_end_through_the_cli(tmp_path, synthetic_root, capsys):
-    from convert.io_utils import sha256_file
-    from transfer.cli import main
+    from mixbench.base.io import sha256_file
+    from mixbench.cli import main
 
     src = tmp_path / "moco_layout.pth"
     _public_moco_file(src)

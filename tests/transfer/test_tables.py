@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from transfer.paper_results import PAPER_ROWS
-from transfer.records import SCHEMA, write_record
-from transfer.tables import RECALL_DEFINITION, build_blocks, render
+from mixbench.transfer.paper_results import PAPER_ROWS
+from mixbench.transfer.records import SCHEMA, write_record
+from mixbench.transfer.tables import RECALL_DEFINITION, build_blocks, render
 
 
 def settings(detector: str, suite: str, bn: str) -> dict:
@@ -93,7 +93,7 @@ def test_csv_and_latex():
 
 
 def test_table_command_reads_record_files(tmp_path, capsys):
-    from transfer.cli import main
+    from mixbench.cli import main
 
     for i, rec in enumerate(RECORDS):
         write_record(tmp_path / "records" / f"{i}.json", rec)

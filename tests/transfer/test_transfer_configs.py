@@ -135,7 +135,7 @@ def test_demo_config_changes_only_scale_schedule_depth_data(path: Path):
 
 
 def test_pipeline_configs_load():
-    from transfer.pipeline import load_pipeline_config
+    from mixbench.pipeline import load_pipeline_config
 
     for path in sorted((REPO / "configs/pipeline").glob("*.py")):
         cfg = load_pipeline_config(path)

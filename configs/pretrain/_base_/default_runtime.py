@@ -1,6 +1,6 @@
 # Runtime shared by every pretraining config (mmengine registries only; pretrain.registry adds ours).
 default_scope = "mmengine"
-custom_imports = dict(imports=["pretrain.registry"], allow_failed_imports=False)
+custom_imports = dict(imports=["mixbench.pretrain.registry"], allow_failed_imports=False)
 
 default_hooks = dict(
     timer=dict(type="IterTimerHook"),

@@ -1,4 +1,4 @@
-# Runtime and schedule of the CPU presets on the synthetic data (transfer.synthetic, preset 'demo'), shared by
+# Runtime and schedule of the CPU presets on the synthetic data (mixbench.synthetic, preset 'demo'), shared by
 # the MoCo and CMC presets; each preset adds its method's model and data base and states its own deltas.
 _base_ = ["./default_runtime.py", "./schedule_sgd_step.py"]
 

@@ -22,6 +22,6 @@ model = dict(
     roi_head=dict(bbox_head=dict(norm_cfg=None)))
 
 # AP50 from mmdet's VOCMetric (11 points, as mmdet 2 / VOC2007) plus Recall as in Table 7 (transfer/metrics.py).
-custom_imports = dict(imports=['transfer.metrics'], allow_failed_imports=False)
+custom_imports = dict(imports=['mixbench.transfer.metrics'], allow_failed_imports=False)
 val_evaluator = dict(type='VOCRecallMetric', metric='mAP', eval_mode='11points')
 test_evaluator = val_evaluator

@@ -6,8 +6,10 @@ import argparse
 import sys
 import time
 
-# Kept in sync with convert.sources.LAYOUTS / convert.api.ARCH_DEPTHS (not imported: registering the CLI must
-# not import torch); tests/convert checks they agree.
+from mixbench.base.resnets import ARCHS
+
+# Kept in sync with convert.sources.LAYOUTS (not imported: registering the CLI must not import torch);
+# tests/convert checks they agree.
 SOURCE_CHOICES = (
     "auto",
     "mixbench-mmdet",
@@ -19,7 +21,7 @@ SOURCE_CHOICES = (
     "cmc-official",
 )
 TARGET_CHOICES = ("torchvision", "mmdet", "detectron2")
-ARCH_CHOICES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+ARCH_CHOICES = tuple(ARCHS)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,9 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_convert(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    from convert.api import convert_checkpoint
-    from convert.errors import ConversionError
-    from convert.safe_load import UnsafeCheckpointError
+    from mixbench.base.safe_load import UnsafeCheckpointError
+    from mixbench.convert.api import convert_checkpoint
+    from mixbench.convert.errors import ConversionError
 
     try:
         report = convert_checkpoint(

@@ -22,20 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
 
 
-def parse_cfg_options(items: list[str]) -> dict:
-    """``['a.b=1', 'c=[1,2]']`` -> dict, with mmengine's own parser (lists, tuples, numbers, bools)."""
-    from mmengine.config import DictAction
-
-    ns = argparse.Namespace()
-    DictAction(option_strings=[], dest="options")(None, ns, items)
-    return ns.options
-
-
 def run(args: argparse.Namespace) -> int:
-    from pretrain.train import train
+    from mixbench.base.config import parse_cfg_options, resolve_config
+    from mixbench.pretrain.train import train
 
     work_dir = train(
-        args.config,
+        resolve_config(args.config),
         work_dir=args.work_dir,
         cfg_options=parse_cfg_options(args.cfg_options),
         launcher=args.launcher,

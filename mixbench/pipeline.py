@@ -27,10 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from convert.io_utils import atomic_write_json, atomic_write_text, sha256_file
+from mixbench.base.config import resolve_config
+from mixbench.base.io import atomic_write_json, atomic_write_text, sha256_file
+from mixbench.progress import ProgressBoard
+from mixbench.transfer.suites import suite_configs
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / "configs" / "pipeline" / "demo_synthetic.py"
+DEMO_CONFIG = "configs/pipeline/demo_synthetic.py"
 REQUIRED_KEYS = ("pretrain", "suites", "bn_modes", "data_dir", "work_dir", "results_dir")
 # Transfer jobs start longest first (by mmdet's config-name prefix), so the jobs left for the end are short ones
 # and no core idles while one long job finishes (measured on the demo: Mask R-CNN ~155 s, Faster R-CNN ~110 s,
@@ -42,34 +44,26 @@ class PipelineError(RuntimeError):
     """A pipeline stage failed or the pipeline config is wrong; the message names the stage and the file."""
 
 
-def _repo_path(p: str | Path) -> Path:
-    p = Path(p)
-    return p if p.is_absolute() else REPO / p
-
-
 def load_pipeline_config(path: str | Path | None) -> dict[str, Any]:
     from mmengine.config import Config
 
-    path = Path(path) if path else DEMO_CONFIG
-    if not path.is_file():
-        raise PipelineError(f"{path}: no such pipeline config")
+    try:
+        path = resolve_config(path or DEMO_CONFIG)
+    except FileNotFoundError as err:
+        raise PipelineError(str(err)) from None
     cfg = Config.fromfile(str(path)).to_dict()
     missing = [k for k in REQUIRED_KEYS if k not in cfg]
     if missing:
         raise PipelineError(f"{path}: pipeline config lacks {missing}")
-    for mode in cfg["bn_modes"]:
-        if mode not in ("frozen", "finetune"):
-            raise PipelineError(f"{path}: bn_modes entry {mode!r} is not 'frozen' or 'finetune'")
-    for suite, modes in cfg["suites"].items():
-        for mode in cfg["bn_modes"]:
-            if mode not in modes:
-                raise PipelineError(f"{path}: suite {suite!r} has no configs for BN mode {mode!r}")
-            for c in modes[mode]:
-                if not _repo_path(c).is_file():
-                    raise PipelineError(f"{path}: transfer config {c} does not exist")
-    for entry in cfg["pretrain"]:
-        if not _repo_path(entry["config"]).is_file():
-            raise PipelineError(f"{path}: pretraining config {entry['config']} does not exist")
+    try:
+        cfg["_transfer_configs"] = {
+            suite: {mode: suite_configs([suite], [mode], cfg.get("suite_scale", "paper")) for mode in cfg["bn_modes"]}
+            for suite in cfg["suites"]
+        }
+        for entry in cfg["pretrain"]:
+            entry["config"] = str(resolve_config(entry["config"]))
+    except (FileNotFoundError, ValueError) as err:
+        raise PipelineError(f"{path}: {err}") from None
     cfg["_path"] = str(path)
     return cfg
 
@@ -85,7 +79,7 @@ def ensure_data(cfg: dict[str, Any]) -> None:
         if not data_dir.is_dir():
             raise PipelineError(f"data_dir {data_dir} does not exist")
         return
-    from transfer.synthetic import generate
+    from mixbench.synthetic import generate
 
     _log(f"data: synthetic preset {synthetic['preset']!r} seed {synthetic.get('seed', 0)} in {data_dir}")
     generate(data_dir, seed=synthetic.get("seed", 0), preset=synthetic["preset"])
@@ -122,31 +116,45 @@ def parallel_settings(cfg: dict[str, Any]) -> tuple[int, int]:
     return int(jobs), threads
 
 
-def run_jobs(jobs: list[Job], parallel: int, threads: int) -> None:
-    """Run ``jobs`` with at most ``parallel`` at a time; raise PipelineError naming every failed job and its log."""
+def run_jobs(jobs: list[Job], parallel: int, threads: int, board: ProgressBoard | None = None) -> None:
+    """Run ``jobs`` with at most ``parallel`` at a time; raise PipelineError naming every failed job and its log.
+
+    While they run, ``board`` (default: a :class:`mixbench.progress.ProgressBoard` on stdout) shows one line per
+    running job with its stage, epoch/iteration and ETA, read from the job's mmengine log.
+    """
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    pending, running, failed = list(jobs), [], []
+    board = board or ProgressBoard()
+    pending, running, failed, done = list(jobs), [], [], 0
+
+    def log(msg: str) -> None:
+        board.clear()
+        _log(msg)
+
     while pending or running:
         while pending and len(running) < parallel:
             job = pending.pop(0)
             job.log.parent.mkdir(parents=True, exist_ok=True)
-            with open(job.log, "ab") as log:
-                job.proc = subprocess.Popen([sys.executable, "-m", "transfer.cli", *job.argv], stdout=log,
-                                            stderr=subprocess.STDOUT, env=env, cwd=REPO)
+            with open(job.log, "ab") as fh:
+                job.proc = subprocess.Popen([sys.executable, "-m", "mixbench.cli", *job.argv], stdout=fh,
+                                            stderr=subprocess.STDOUT, env=env)
             job.started = time.time()
-            _log(f"{job.label}: started (log {job.log})")
+            log(f"{job.label}: started (log {job.log})")
             running.append(job)
         time.sleep(0.5)
         for job in [j for j in running if j.proc.poll() is not None]:
             running.remove(job)
             seconds = time.time() - job.started
             if job.proc.returncode == 0:
-                _log(f"{job.label}: done in {seconds:.0f} s")
+                done += 1
+                log(f"{job.label}: done in {seconds:.0f} s")
             else:
                 tail = job.log.read_text(errors="replace").splitlines()[-15:]
-                _log(f"{job.label}: FAILED (exit {job.proc.returncode}) after {seconds:.0f} s; end of {job.log}:")
+                log(f"{job.label}: FAILED (exit {job.proc.returncode}) after {seconds:.0f} s; end of {job.log}:")
                 print("\n".join("    " + line for line in tail), flush=True)
                 failed.append(job)
+        if running:
+            board.update([(j.label, j.log, j.started) for j in running], done, len(failed), len(pending))
+    board.clear()
     if failed:
         raise PipelineError("failed: " + "; ".join(f"{j.label} (log {j.log})" for j in failed))
 
@@ -171,13 +179,13 @@ def pretrain_stage(cfg: dict[str, Any], force: bool, parallel: int, threads: int
             _log(f"pretrain {entry['name']}: finished ({ckpt}); reused")
             reused[entry["name"]] = ckpt
             continue
-        argv = ["pretrain", str(_repo_path(entry["config"])), "--work-dir", str(work_dir)]
+        argv = ["pretrain", entry["config"], "--work-dir", str(work_dir)]
         if (work_dir / "last_checkpoint").is_file() and not force:
             argv.append("--resume")
         options = [f"{k}={v}" for k, v in entry.get("cfg_options", {}).items()]
         if options:
             argv += ["--cfg-options", *options]
-        jobs.append(Job(f"pretrain {entry['name']}", argv, work_dir / "pretrain.log"))
+        jobs.append(Job(f"pretrain {entry['name']}", argv, work_dir / "mixbench.pretrain.log"))
     run_jobs(jobs, parallel, threads)
 
     ckpts = []
@@ -193,9 +201,9 @@ def pretrain_stage(cfg: dict[str, Any], force: bool, parallel: int, threads: int
 
 def run_pipeline(config: str | Path | None = None, force: bool = False) -> dict[str, Any]:
     """Run every stage of a pipeline config; return {'records': [...], 'tables': {format: path}, 'seconds'}."""
-    from transfer.records import collect_records, is_complete, record_path
-    from transfer.runner import Checkpoint, TransferError, prepare_checkpoint
-    from transfer.tables import build_blocks, render
+    from mixbench.transfer.records import collect_records, is_complete, record_path
+    from mixbench.transfer.runner import Checkpoint, TransferError, prepare_checkpoint
+    from mixbench.transfer.tables import build_blocks, render
 
     t0 = time.time()
     cfg = load_pipeline_config(config)
@@ -220,7 +228,7 @@ def run_pipeline(config: str | Path | None = None, force: bool = False) -> dict[
     records_dir = results / "records"
     options = [f"{k}={v}" for k, v in (cfg.get("transfer_cfg_options") or {}).items()]
     jobs = []
-    for suite, modes in cfg["suites"].items():
+    for suite, modes in cfg["_transfer_configs"].items():
         for mode in cfg["bn_modes"]:
             for config_path in modes[mode]:
                 name = Path(config_path).stem
@@ -229,12 +237,12 @@ def run_pipeline(config: str | Path | None = None, force: bool = False) -> dict[
                         _log(f"transfer {name} / {ckpt.name}: finished record found; reused")
                         continue
                     argv = ["transfer", "random" if ckpt.is_random else f"{ckpt.name}={ckpt.path}",
-                            "--config", str(_repo_path(config_path)), "--records-dir", str(records_dir),
+                            "--config", str(config_path), "--records-dir", str(records_dir),
                             "--work-root", str(work / "transfer"), "--cache-dir", str(work / "converted"),
                             "--data-root", str(cfg["data_dir"]), "--seed", str(cfg.get("seed", 0))]
                     argv += ["--force"] if force else []
                     argv += ["--cfg-options", *options] if options else []
-                    log = work / "transfer" / name / ckpt.name / "transfer.log"
+                    log = work / "transfer" / name / ckpt.name / "mixbench.transfer.log"
                     jobs.append(Job(f"transfer {suite} {mode} {name} / {ckpt.name}", argv, log))
     def cost_rank(job: Job) -> int:
         name = job.argv[job.argv.index("--config") + 1].rsplit("/", 1)[-1]

@@ -9,21 +9,13 @@ from __future__ import annotations
 import argparse
 
 
-def _cfg_options(pairs: list[str] | None) -> dict:
-    from mmengine.config import DictAction
-
-    if not pairs:
-        return {}
-    ns = argparse.Namespace()
-    DictAction(option_strings=[], dest="opts")(argparse.ArgumentParser(), ns, pairs)
-    return dict(ns.opts)
-
-
 def _linear(args: argparse.Namespace) -> int:
-    from pretrain.linear import run_linear
+    from mixbench.base.config import parse_cfg_options, resolve_config
+    from mixbench.pretrain.linear import run_linear
 
     result = run_linear(
-        args.config, args.checkpoint, args.work_dir, _cfg_options(args.cfg_options), args.launcher
+        resolve_config(args.config), args.checkpoint, args.work_dir, parse_cfg_options(args.cfg_options),
+        args.launcher,
     )
     m = result["metrics"]
     print(
@@ -34,23 +26,28 @@ def _linear(args: argparse.Namespace) -> int:
     return 0
 
 
-def _knn(args: argparse.Namespace) -> int:
-    from torch.utils.data import DataLoader
-
-    from pretrain.features import load_feature_extractor
-    from pretrain.knn import knn_top1
-    from pretrain.linear import LabeledImageFolder
+def _image_folder(args: argparse.Namespace, split: str, max_per_class: int | None = None):
+    """``DATA/<split>`` through the one image-folder data set, resized and centre-cropped for evaluation."""
+    from mixbench.pretrain.data import ImageFolderViews
 
     pipeline = [
         dict(type="Resize", size=args.resize_size, antialias=True),
         dict(type="CenterCrop", size=args.img_size),
     ]
+    return ImageFolderViews(f"{args.data}/{split}", aug=None, n_views=1, pipeline=pipeline,
+                            max_per_class=max_per_class)
+
+
+def _knn(args: argparse.Namespace) -> int:
+    from torch.utils.data import DataLoader
+
+    from mixbench.evaluate import load_feature_extractor
+    from mixbench.pretrain.data import eval_collate
+    from mixbench.pretrain.knn import knn_top1
+
     loaders = [
-        DataLoader(
-            LabeledImageFolder(args.data, split, pipeline),
-            batch_size=args.batch_size,
-            num_workers=args.workers,
-        )
+        DataLoader(_image_folder(args, split), batch_size=args.batch_size, num_workers=args.workers,
+                   collate_fn=eval_collate)
         for split in ("train", "val")
     ]
     extractor = load_feature_extractor(args.checkpoint).to(args.device)
@@ -65,13 +62,45 @@ def _knn(args: argparse.Namespace) -> int:
 
 
 def _flatness(args: argparse.Namespace) -> int:
-    from pretrain.flatness import run_flatness
+    """``mixbench flatness CKPT [CKPT ...] --data DIR --out fig.png``: plot and print the mean max
+    probability."""
+    from tabulate import tabulate
+    from torch.utils.data import DataLoader
 
-    return run_flatness(args)
+    from mixbench.evaluate import load_feature_extractor
+    from mixbench.pretrain.data import eval_collate
+    from mixbench.pretrain.flatness import plot_flatness, sorted_distribution
+
+    dataset = _image_folder(args, args.split, max_per_class=args.max_per_class)
+    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers, collate_fn=eval_collate)
+    curves: dict = {}  # name -> sorted mean distribution (D,)
+    rows = []
+    for spec in args.checkpoints:
+        extractor = load_feature_extractor(spec).to(args.device)
+        curve, n = sorted_distribution(extractor, loader, T=args.T, device=args.device)
+        name = spec if spec not in curves else f"{spec} ({len(curves)})"
+        curves[name] = curve
+        rows.append(
+            [
+                name,
+                extractor.info.get("method"),
+                len(curve),
+                n,
+                f"{float(curve[0]):.4e}",
+                f"{float(curve[:10].sum()):.4f}",
+            ]
+        )
+    plot_flatness(curves, args.out)
+    print(tabulate(rows, headers=["checkpoint", "method", "dim", "images", "mean max prob", "top-10 mass"]))
+    print(
+        f"p = softmax(pooled output / T), T = {args.T}; images: {dataset.root} (centre crop {args.img_size})"
+    )
+    print(f"wrote {args.out}")
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from pretrain.bench import main
+    from mixbench.pretrain.bench import main
 
     return main(args)
 

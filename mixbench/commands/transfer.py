@@ -1,4 +1,4 @@
-"""Sub-commands of the transfer stage: ``transfer``, ``table`` and ``pipeline`` (registered by transfer.cli).
+"""Sub-commands of the transfer stage: ``transfer``, ``table`` and ``pipeline`` (registered by mixbench.cli).
 
 mmdet, mmcv and mmengine's Runner are imported inside the callables only, so ``mixbench --help`` stays light.
 """
@@ -10,35 +10,29 @@ import sys
 from pathlib import Path
 
 
-def parse_cfg_options(items: list[str] | None) -> dict:
-    """``key=value`` pairs as mmengine's ``--cfg-options`` reads them (values: numbers, lists, tuples, strings)."""
-    if not items:
-        return {}
-    from mmengine.config import DictAction
-
-    out: dict = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--cfg-options {item!r}: expected KEY=VALUE")
-        out[key] = DictAction._parse_iterable(value)
-    return out
-
-
 def _configs_for(args: argparse.Namespace) -> list[Path]:
-    from transfer.runner import REPO, SUITES
+    from mixbench.base.config import resolve_config
+    from mixbench.transfer.suites import suite_configs
 
     if args.config:
-        return [Path(c) for c in args.config]
+        return [resolve_config(c) for c in args.config]
     suites = ["voc", "coco"] if args.suite == "all" else [args.suite]
     modes = ["frozen", "finetune"] if args.bn == "both" else [args.bn]
-    return [REPO / c for s in suites for m in modes for c in SUITES[s][m]]
+    return suite_configs(suites, modes)
 
 
 def _transfer(args: argparse.Namespace) -> int:
-    from transfer.runner import TransferError, init_launcher, parse_checkpoint, prepare_checkpoint, run_transfer
+    from mixbench.transfer.runner import (
+        TransferError,
+        init_launcher,
+        parse_checkpoint,
+        prepare_checkpoint,
+        run_transfer,
+    )
 
     try:
+        from mixbench.base.config import parse_cfg_options
+
         cfg_options = parse_cfg_options(args.cfg_options)
         ckpts = [parse_checkpoint(spec) for spec in args.checkpoints]
         names = [c.name for c in ckpts]
@@ -61,9 +55,9 @@ def _transfer(args: argparse.Namespace) -> int:
 
 
 def _table(args: argparse.Namespace) -> int:
-    from convert.io_utils import atomic_write_text
-    from transfer.records import collect_records
-    from transfer.tables import build_blocks, render
+    from mixbench.base.io import atomic_write_text
+    from mixbench.transfer.records import collect_records
+    from mixbench.transfer.tables import build_blocks, render
 
     try:
         records = [rec for _, rec in collect_records(args.paths or ["results/records"])]
@@ -81,7 +75,7 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    from transfer.pipeline import PipelineError, run_pipeline
+    from mixbench.pipeline import PipelineError, run_pipeline
 
     try:
         run_pipeline(args.config, force=args.force)

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pretrain.imagenet100 import IMAGENET100_WNIDS
+from mixbench.pretrain.imagenet100 import IMAGENET100_WNIDS
 
 __all__ = [
     "COCO_CATEGORIES",
@@ -626,7 +626,7 @@ def generate(root: str | Path, seed: int = 0, preset: str = "tiny", verbose: boo
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    from convert.io_utils import atomic_write_json  # lazy: it imports torch, which generating does not need
+    from mixbench.base.io import atomic_write_json  # lazy: it imports torch, which generating does not need
 
     atomic_write_json(root / MARKER_NAME, {**wanted, "counts": counts})
     if verbose:

@@ -1,7 +1,7 @@
 """The ``mixbench`` command: one entry point, one sub-command per stage action.
 
-Each stage registers its own sub-commands (``pretrain.cli``, ``convert.cli``, ``transfer.commands``) and imports
-its heavy modules only when its command runs, so ``mixbench pretrain`` never imports mmdet/mmcv.
+Sub-commands live in ``mixbench.commands`` (one module per stage); each imports its heavy modules only when its
+command runs, so ``mixbench pretrain`` never imports mmdet/mmcv.
 """
 
 from __future__ import annotations
@@ -12,21 +12,19 @@ from collections.abc import Sequence
 
 
 def _demo_data(args: argparse.Namespace) -> int:
-    from transfer.synthetic import main as synthetic_main
+    from mixbench.synthetic import main as synthetic_main
 
     return synthetic_main(args)
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from transfer.doctor import run_doctor
+    from mixbench.doctor import run_doctor
 
     return run_doctor()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from convert.cli import register as register_convert
-    from pretrain.cli import register as register_pretrain
-    from transfer.commands import register as register_transfer
+    from mixbench.commands import convert, evaluate, pretrain, transfer
 
     parser = argparse.ArgumentParser(
         prog="mixbench",
@@ -43,9 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=["tiny", "demo"], default="demo")
     p.set_defaults(func=_demo_data)
 
-    register_pretrain(sub)
-    register_convert(sub)
-    register_transfer(sub)
+    for stage in (pretrain, evaluate, convert, transfer):
+        stage.register(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""The base layer shared by every stage: I/O, safe loading, launch, colour statistics, the ResNet table, configs."""
