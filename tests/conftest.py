@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,3 +18,27 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from mixbench.synthetic import generate
 
     return generate(tmp_path_factory.mktemp("synthetic"), seed=0, preset="tiny")
+
+
+class _Payload:
+    """Unpickling this object creates a folder: the proof that code from a checkpoint ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
+@pytest.fixture
+def evil_checkpoint(tmp_path: Path):
+    """``(path, marker)``: a ResNet-18 state_dict saved with a pickled payload beside it; ``marker`` appears if
+    any loader ever runs the payload. The one malicious file every entry point is tested against."""
+    import torchvision
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    import torch
+
+    torch.save({"state_dict": torchvision.models.resnet18().state_dict(), "x": _Payload(marker)}, path)
+    return path, marker

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -14,20 +13,8 @@ from mmengine.runner import Runner
 from mixbench.base.safe_load import UnsafeCheckpointError, allow_mmengine_checkpoints, safe_torch_load
 
 
-class _Payload:
-    """Unpickling this object would create a folder: the proof that code ran."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.mkdir, (str(self.marker),))
-
-
-def test_malicious_pickle_is_refused_and_never_runs(tmp_path: Path) -> None:
-    marker = tmp_path / "pwned"
-    path = tmp_path / "evil.pth"
-    torch.save({"state_dict": {"w": torch.zeros(2)}, "x": _Payload(marker)}, path)
+def test_malicious_pickle_is_refused_and_never_runs(evil_checkpoint) -> None:
+    path, marker = evil_checkpoint
     with pytest.raises(UnsafeCheckpointError) as err:
         safe_torch_load(path)
     assert str(path) in str(err.value) and "posix.mkdir" in str(err.value)

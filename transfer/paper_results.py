@@ -13,6 +13,13 @@ PAPER = "Rethinking Image Mixture (paper)"
 _T7 = "paper Table 7: Faster R-CNN R50-FPN, VOC trainval07+12 -> test2007, 1000x600, 12 epochs; MoCo K=16384"
 _T8 = "paper Table 8: R50-FPN, COCO train2017 -> val2017, 1333x800, lr 0.02, 12 epochs; MoCo K=16384"
 
+# What a measured run must share with the paper for its rows to stand in one table with the paper's (the settings
+# keys of a run record); anything else (e.g. the R18 CPU demo) gets the paper's rows in a block of their own.
+PAPER_PROTOCOL: dict[str, dict] = {
+    "voc": {"backbone": "R50", "train_scale": [1000, 600], "epochs": 12},
+    "coco": {"backbone": "R50", "train_scale": [1333, 800], "epochs": 12},
+}
+
 # (suite, detector, bn_mode) -> rows; metric names are the table columns of transfer.tables.
 PAPER_ROWS: list[dict] = [
     # Table 7(a): "No Freeze" (BN fine-tuned).

@@ -3,8 +3,10 @@
 Table 7 (VOC): one block per BN mode, columns AP50 and Recall. Table 8 (COCO): one block per detector and BN
 mode; RetinaNet box AP/AP50/AP75/APs/APm/APl, Mask R-CNN box and mask AP/AP50/AP75. One row per pre-trained
 checkpoint; values in percent (mmdet reports fractions). Every block states the protocol it was measured with
-(from the records' resolved settings) and the VOC blocks the Recall definition. With ``paper=True`` the paper's
-published rows (``transfer.paper_results``) are added, marked ``paper`` in the source column.
+(from the records' resolved settings) and the VOC blocks the Recall definition; rows measured under different
+protocols never share a block. With ``paper=True`` the paper's published rows (``transfer.paper_results``) are
+added, marked ``paper`` in the source column: in the block of measured rows that followed the paper's protocol
+(R50-FPN, full scale, 12 epochs), otherwise in a block of their own (e.g. beside the R18 CPU demo).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from mixbench.transfer.paper_results import PAPER_ROWS
+from mixbench.transfer.paper_results import PAPER_PROTOCOL, PAPER_ROWS
 
 RECALL_DEFINITION = (
     "Recall: mean over classes with ground truth of the fraction of ground-truth boxes matched at IoU 0.5 "
@@ -58,39 +60,47 @@ def _paper_value(value: float | None) -> str:
     return "—" if value is None else f"{float(value):.1f}"
 
 
+def follows_paper(suite: str, settings: dict[str, Any]) -> bool:
+    """Whether a record's resolved settings are the paper's protocol for ``suite`` (backbone, scale, epochs)."""
+    return all(settings.get(k) == v or (isinstance(v, list) and list(settings.get(k) or []) == v)
+               for k, v in PAPER_PROTOCOL[suite].items())
+
+
 def build_blocks(records: Iterable[dict[str, Any]], paper: bool = False) -> list[dict[str, Any]]:
-    """Group records into table blocks (one per suite, detector, BN mode), rows sorted by checkpoint name.
+    """Group records into table blocks (one per suite, detector, BN mode and protocol), rows sorted by checkpoint.
 
     Returns a list of dicts with ``title``, ``table`` ('7'|'8'), ``protocols`` (list of str), ``notes``,
     ``headers`` and ``rows`` (lists of cell strings), in the order Table 7 then Table 8.
     """
-    blocks: dict[tuple[str, str, str], dict[str, Any]] = {}
+    blocks: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    paper_key = "\uffff paper"  # sorts after every measured protocol of the same table
 
-    def block(suite: str, detector: str, bn_mode: str) -> dict[str, Any]:
-        key = (suite, detector, bn_mode)
+    def block(suite: str, detector: str, bn_mode: str, proto: str) -> dict[str, Any]:
+        key = (suite, detector, bn_mode, proto)
         if key not in blocks:
             if detector not in COLUMNS:
                 raise ValueError(f"no table layout for detector {detector!r} (known: {sorted(COLUMNS)})")
-            blocks[key] = {"suite": suite, "detector": detector, "bn_mode": bn_mode, "measured": [],
-                           "paper": [], "protocols": []}
+            blocks[key] = {"measured": [], "paper": [], "protocols": [] if proto == paper_key else [proto],
+                           "follows_paper": False}
         return blocks[key]
 
     for rec in records:
-        b = block(rec["suite"], rec["detector"], rec["bn_mode"])
+        settings = rec["config"]["settings"]
+        b = block(rec["suite"], rec["detector"], rec["bn_mode"], protocol(settings))
         b["measured"].append(rec)
-        line = protocol(rec["config"]["settings"])
-        if line not in b["protocols"]:
-            b["protocols"].append(line)
+        b["follows_paper"] = follows_paper(rec["suite"], settings)
     if paper:
         for row in PAPER_ROWS:
-            b = block(row["suite"], row["detector"], row["bn_mode"])
+            same = [k for k, b in blocks.items() if k[:3] == (row["suite"], row["detector"], row["bn_mode"])
+                    and b["follows_paper"]]
+            b = blocks[same[0]] if same else block(row["suite"], row["detector"], row["bn_mode"], paper_key)
             b["paper"].append(row)
             if row["protocol"] not in b["protocols"]:
                 b["protocols"].append(row["protocol"])
 
     out = []
-    for (suite, detector, bn_mode), b in sorted(blocks.items(), key=lambda kv: (TABLE_OF[kv[0][0]], kv[0][1],
-                                                                             kv[0][2] != "finetune")):
+    order = sorted(blocks.items(), key=lambda kv: (TABLE_OF[kv[0][0]], kv[0][1], kv[0][2] != "finetune", kv[0][3]))
+    for (suite, detector, bn_mode, _), b in order:
         cols = list(COLUMNS[detector])
         for name, key in OPTIONAL_COLUMNS.get(detector, []):
             if any(key in r["metrics"] for r in b["measured"]):
@@ -103,8 +113,12 @@ def build_blocks(records: Iterable[dict[str, Any]], paper: bool = False) -> list
         table = TABLE_OF[suite]
         dataset = "PASCAL VOC" if suite == "voc" else "COCO"
         notes = [RECALL_DEFINITION] if suite == "voc" else []
-        notes.append("Values in percent; measured rows come from mmdet evaluations stored in run records.")
-        out.append({"title": f"Table {table} layout: {detector}, {dataset}, {BN_TITLE.get(bn_mode, bn_mode)}",
+        if b["measured"]:
+            notes.append("Values in percent; measured rows come from mmdet evaluations stored in run records.")
+        else:
+            notes.append("Values in percent, as published; no measured run followed the paper's protocol.")
+        title = f"Table {table} layout: {detector}, {dataset}, {BN_TITLE.get(bn_mode, bn_mode)}"
+        out.append({"title": title + ("" if b["measured"] else " (paper)"),
                     "table": table, "suite": suite, "detector": detector, "bn_mode": bn_mode,
                     "protocols": b["protocols"], "notes": notes, "headers": headers, "rows": rows})
     return out

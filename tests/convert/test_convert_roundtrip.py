@@ -7,7 +7,6 @@ four stage outputs of torchvision's and mmdet's models must agree on the same in
 from __future__ import annotations
 
 import pickle
-import time
 from pathlib import Path
 
 import pytest
@@ -222,14 +221,3 @@ def test_detectron2_output(ref: torchvision.models.ResNet, tmp_path: Path) -> No
         assert model[new].shape == tuple(ref_sd[old].shape)
         assert (model[new] == ref_sd[old].numpy()).all()
     assert len(model) == len(expected_backbone_keys("resnet50")) == 318
-
-
-def test_resnet50_conversion_time(ref: torchvision.models.ResNet, tmp_path: Path) -> None:
-    src = save_source("mixbench-moco", ref, tmp_path / "moco.pth")
-    for to, name in (("mmdet", "t.pth"), ("torchvision", "t2.pth"), ("detectron2", "t.pkl")):
-        t0 = time.perf_counter()
-        rep = convert_checkpoint(src, tmp_path / name, to=to)
-        print(
-            f"ResNet-50 {rep.source_layout} -> {to}: {time.perf_counter() - t0:.2f} s"
-            f" (in report {rep.elapsed_s:.2f})"
-        )

@@ -18,13 +18,13 @@ from mixbench.convert.sources import sidecar_meta_path
 
 
 class _Payload:
-    """Unpickling this writes a marker file: the proof that code from the checkpoint ran."""
+    """For a plain-pickle (.pkl) file; torch.save files use the shared ``evil_checkpoint`` fixture."""
 
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
     def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
+        return (os.mkdir, (str(self.marker),))
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +32,9 @@ def r18_sd() -> dict[str, torch.Tensor]:
     return random_resnet("resnet18", seed=0).state_dict()
 
 
-def test_malicious_checkpoint_refused_payload_never_runs(tmp_path: Path, r18_sd, capsys) -> None:
-    marker = tmp_path / "pwned"
-    src = tmp_path / "evil.pth"
-    torch.save({"state_dict": r18_sd, "opt": _Payload(marker)}, src)
+def test_malicious_checkpoint_refused_by_every_entry_point(tmp_path: Path, evil_checkpoint, capsys) -> None:
+    """convert, the convert command, feature extraction (kNN/linear/flatness) and transfer all refuse it unrun."""
+    src, marker = evil_checkpoint
     with pytest.raises(UnsafeCheckpointError, match="evil.pth.*refused.*nothing from the file was run"):
         convert_checkpoint(src, tmp_path / "out.pth", to="mmdet")
     assert not marker.exists() and not (tmp_path / "out.pth").exists()
@@ -50,6 +49,15 @@ def test_malicious_checkpoint_refused_payload_never_runs(tmp_path: Path, r18_sd,
     assert args.func(args) == 2
     assert "weights_only" in capsys.readouterr().err
     assert not marker.exists()
+
+    from mixbench.evaluate import load_feature_extractor
+    from mixbench.transfer.runner import Checkpoint, TransferError, prepare_checkpoint
+
+    with pytest.raises(UnsafeCheckpointError, match="evil.pth.*nothing from the file was run"):
+        load_feature_extractor(src)
+    with pytest.raises(TransferError, match="evil.pth.*nothing from the file was run"):
+        prepare_checkpoint(Checkpoint(name="evil", path=src), tmp_path / "cache")
+    assert not marker.exists() and not list((tmp_path / "cache").glob("*.pth"))
 
 
 def test_malicious_raw_pickle_refused(tmp_path: Path, r18_sd) -> None:

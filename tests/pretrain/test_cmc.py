@@ -37,7 +37,9 @@ def test_half_width_resnet50_keys_and_channels():
     assert sd["encoder_l.layer1.0.downsample.0.weight"].shape == (128, 32, 1, 1)
     assert m.mixbench_meta()["feature_dim"] == 2048 and m.mixbench_meta()["color"]["space"] == "ycbcr"
     assert m.extract_feat(torch.zeros(2, 3, 32, 32)).shape == (2, 2048)
-    assert all(k.startswith("encoder_") or not k.startswith("encoder") for k in sd)
+    # the two halves, the two memory banks and their NCE normalisers: nothing else (the converter's contract)
+    assert {k.split(".")[0] for k in sd} == {"encoder_l", "encoder_ab", "memory_l", "memory_ab", "Z_l", "Z_ab"}
+    assert sd["memory_l"].shape == sd["memory_ab"].shape == (8, 128)
 
 
 def test_memory_bank_update_by_hand():

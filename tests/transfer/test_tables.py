@@ -104,3 +104,25 @@ def test_table_command_reads_record_files(tmp_path, capsys):
     (tmp_path / "bad.json").write_text(json.dumps({"schema": "other"}))
     assert main(["table", str(tmp_path / "bad.json")]) == 2
     assert "bad.json: not a mixbench transfer run record" in capsys.readouterr().err
+
+
+def test_paper_rows_share_a_block_only_with_runs_of_the_paper_protocol():
+    demo = RECORDS[0]  # R18, 224x160, 2 epochs: not the paper's protocol
+    full = json.loads(json.dumps(demo))
+    full["checkpoint"]["name"] = "moco-r50"
+    full["config"]["settings"].update(backbone="R50", train_scale=[1000, 600], test_scale=[1000, 600], epochs=12)
+    n_paper = sum(1 for r in PAPER_ROWS if (r["suite"], r["detector"], r["bn_mode"]) == ("voc", "Faster R-CNN",
+                                                                                      "frozen"))
+    blocks = [b for b in build_blocks([demo, full], paper=True) if (b["detector"], b["bn_mode"]) ==
+              ("Faster R-CNN", "frozen")]
+    assert len(blocks) == 2  # the demo run alone; the paper-protocol run beside the paper's rows
+    by_first = {b["rows"][0][0]: b for b in blocks}
+    assert [r[-1] for r in by_first["moco"]["rows"]] == ["measured"]
+    full_rows = by_first["moco-r50"]["rows"]
+    assert full_rows[0][-1] == "measured" and sum(r[-1].startswith("paper") for r in full_rows) == n_paper
+
+    alone = [b for b in build_blocks([demo], paper=True) if b["detector"] == "Faster R-CNN" and
+             b["bn_mode"] == "frozen"]
+    assert len(alone) == 2 and alone[1]["title"].endswith("(paper)")
+    assert all(r[-1] == "measured" for r in alone[0]["rows"])
+    assert all(r[-1].startswith("paper") for r in alone[1]["rows"]) and len(alone[1]["rows"]) == n_paper

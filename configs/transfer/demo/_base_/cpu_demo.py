@@ -1,0 +1,47 @@
+# What shrinks a paper detection protocol to the CPU demo (`mixbench pipeline`, synthetic data, 2 CPU cores).
+# Every demo leaf config inherits its paper config AND this file, and takes from here, by reference
+# (`_base_.demo_*`), exactly these deltas. Names are prefixed `demo_` because mmengine refuses a key defined in two
+# bases; they are plain variables that no mmdet component reads.
+#
+#   backbone      ResNet-18 (paper: ResNet-50); FPN in_channels = ResNet-18 stage widths
+#   scale         192x144, keep ratio (paper: VOC 1000x600, COCO 1333x800); the demo images are ~256x192
+#   schedule      1 epoch (paper: 12), constant lr after a 50-iteration linear warm-up, no lr step
+#   lr, batch     lr 0.01 at batch 2 on one process (paper: 0.01 VOC / 0.02 COCO at batch 16)
+#   clipping      max_norm 35 (mmdet's usual): at this per-image lr a pretrained backbone with frozen BN otherwise
+#                 diverges to NaN within the epoch (measured: MoCo R18, VOC demo, iteration ~50)
+#   RoIs          proposals and sampled RoIs scaled down with the image area (192x144 is 1/22 of 1000x600): the RoI
+#                 heads' FC over mmdet's 512 sampled / 1000 test RoIs per image would dominate a CPU step, and the
+#                 synthetic images hold 1-4 objects
+#   loaders       no worker processes (2 shared cores), boxes >= 8 px kept (the synthetic objects are 12-80 px
+#                 at this scale; the bases drop boxes < 32 px at full scale)
+#   validation    none during the one-epoch schedule: the runner's own test pass (the run record) is the evaluation
+#   logging       every 20 iterations; one checkpoint kept
+demo_img_scale = (192, 144)
+demo_max_epochs = 1
+demo_neck = dict(in_channels=[64, 128, 256, 512])
+demo_loader = dict(batch_size=2, num_workers=0, persistent_workers=False)
+demo_test_loader = dict(num_workers=0, persistent_workers=False)
+demo_optim_wrapper = dict(optimizer=dict(lr=0.01), clip_grad=dict(max_norm=35, norm_type=2))
+demo_param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50)]
+demo_default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=1, max_keep_ckpts=1))
+demo_rcnn_train_cfg = dict(rpn_proposal=dict(nms_pre=1000, max_per_img=100), rcnn=dict(sampler=dict(num=64)))
+demo_rpn_test_cfg = dict(nms_pre=1000, max_per_img=100)
+
+demo_train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=demo_img_scale, keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+demo_test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=demo_img_scale, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+# Mask R-CNN: the same, loading the instance masks too.
+demo_train_pipeline_mask = [
+    dict(step, with_mask=True) if step['type'] == 'LoadAnnotations' else step for step in demo_train_pipeline]
+demo_test_pipeline_mask = [
+    dict(step, with_mask=True) if step['type'] == 'LoadAnnotations' else step for step in demo_test_pipeline]
