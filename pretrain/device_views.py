@@ -309,7 +309,10 @@ class DeviceViews:
         decoded = self.decode(images, device)
         sizes = torch.tensor([img.shape[-2:] for img in decoded], dtype=torch.long)
         views = []
-        for _ in range(self.n_views):
-            v = make_views(decoded, sample_params(sizes, self.spec, self.gen), self.spec, self.size)
-            views.append(v.contiguous(memory_format=torch.channels_last) if self.channels_last else v)
+        # mmengine's AmpOptimWrapper runs the preprocessor under autocast: the views are data, keep them float32
+        # (bf16 would run the blur's convolution at ~3 significant digits)
+        with torch.autocast(torch.device(device).type, enabled=False):
+            for _ in range(self.n_views):
+                v = make_views(decoded, sample_params(sizes, self.spec, self.gen), self.spec, self.size)
+                views.append(v.contiguous(memory_format=torch.channels_last) if self.channels_last else v)
         return views

@@ -329,3 +329,13 @@ def test_moco_step_with_device_views(synthetic_root):
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
     losses = model.train_step(batch, optim)
     assert torch.isfinite(losses["loss"])
+
+
+def test_views_stay_float32_under_bf16_autocast():
+    """AmpOptimWrapper runs the preprocessor under autocast; the blur's conv2d must not drop to bf16."""
+    imgs, _ = _jpegs(3)
+    plain = DeviceViews("moco_v2", size=24, seed=5)(imgs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        auto = DeviceViews("moco_v2", size=24, seed=5)(imgs)
+    for a, b in zip(plain, auto):
+        assert b.dtype == torch.float32 and torch.equal(a, b)
