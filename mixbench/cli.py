@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo-data", help="write deterministic synthetic ImageNet/VOC/COCO trees in the real layouts")
     p.add_argument("root", help="output folder (created); holds imagenet/, VOCdevkit/, coco/")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--preset", choices=["tiny", "demo"], default="demo")
+    p.add_argument("--preset", choices=["tiny", "demo", "bench"], default="demo")
     p.set_defaults(func=_demo_data)
 
     for stage in (pretrain, evaluate, convert, transfer):

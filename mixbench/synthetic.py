@@ -149,6 +149,14 @@ PRESETS: dict[str, Preset] = {
         voc07_trainval=100, voc07_test=50, voc12_trainval=100, coco_train=160, coco_val=50,
         det_width=(208, 256), det_height=(156, 192), obj_size=(36, 110), small_size=(16, 24), small_prob=0.08,
     ),
+    # For the pretraining data benchmark (``mixbench bench pretrain --data``): full-size JPEGs, each side drawn in
+    # 375-500 px as in ImageNet (typically 500x375), so decoding and cropping cost what they cost on ImageNet.
+    # Detection trees are token-sized (the layout stays complete).
+    "bench": Preset(
+        imagenet_classes=4, imagenet_train=64, imagenet_val=4, imagenet_size=(375, 500),
+        voc07_trainval=2, voc07_test=2, voc12_trainval=2, coco_train=2, coco_val=2,
+        det_width=(208, 256), det_height=(156, 192), obj_size=(36, 110), small_size=(16, 24), small_prob=0.08,
+    ),
 }  # fmt: skip
 
 
@@ -560,7 +568,8 @@ def generate(root: str | Path, seed: int = 0, preset: str = "tiny", verbose: boo
     Args:
         root: output folder; receives ``imagenet/``, ``VOCdevkit/``, ``coco/`` and the completion marker.
         seed: any non-negative int; same seed and preset -> byte-identical files.
-        preset: 'tiny' (tests) or 'demo' (CPU demo pipeline), see ``PRESETS``.
+        preset: 'tiny' (tests), 'demo' (CPU demo pipeline) or 'bench' (full-size JPEGs for the data
+            benchmark), see ``PRESETS``.
         verbose: print what was written (or that the tree was already complete).
 
     Returns:
@@ -648,7 +657,7 @@ def _print_summary(root: Path, seed: int, preset: str, counts: dict[str, Any], s
 
 
 def main(args: argparse.Namespace) -> int:
-    """``mixbench demo-data ROOT [--seed N] [--preset tiny|demo]``: generate, print what was written."""
+    """``mixbench demo-data ROOT [--seed N] [--preset tiny|demo|bench]``: generate, print what was written."""
     try:
         generate(args.root, seed=args.seed, preset=args.preset, verbose=True)
     except (ValueError, FileExistsError) as err:

@@ -8,6 +8,12 @@ Augmentations (torchvision):
   Gaussian blur sigma 0.1-2 p=0.5, flip (MoCo v2).
 - 'cmc': RandomResizedCrop(0.2-1), flip (CMC's YCbCr setting; colour is not jittered).
 - 'center': resize to size / 0.875, centre crop (kNN monitor / evaluation).
+
+``worker_stage`` picks what the DataLoader workers do: 'augment' (the reference: PIL decode + the transforms
+above), 'decode' (``torchvision.io.decode_image`` only) or 'read' (the file bytes only; the batch is decoded on
+the device). With 'decode'/'read' the views are made in batch on the device by ``pretrain.device_views``
+(``MixPreprocessor(device_views=...)``) and the loader needs ``collate_fn=dict(type='image_list_collate')``,
+since images keep their own sizes.
 """
 
 from __future__ import annotations
@@ -17,15 +23,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from mmengine.registry import DATASETS, FUNCTIONS
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 from torchvision import transforms as T
+from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms import v2
 
 from mixbench.pretrain.imagenet100 import IMAGENET100_WNIDS
 
 AUGMENTATIONS = ("moco_v1", "moco_v2", "cmc", "center")
+WORKER_STAGES = ("augment", "decode", "read")
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's
 
 
@@ -106,8 +115,12 @@ class ImageFolderViews(Dataset):
         max_per_class: cap on images per class (quick monitors).
         file_list: text file of ``<relative path> <label>`` lines (e.g. an ImageNet-100 subset of a full ImageNet
             folder), instead of scanning ``root``.
+        worker_stage: 'augment' (default, the reference PIL views), 'decode' (decoded image only) or 'read'
+            (JPEG file bytes only); with 'decode'/'read' ``aug`` and ``pipeline`` must be None: the views are made
+            on the device (``pretrain.device_views``).
 
-    Item: ``dict(inputs=[view, ...] each (3, size, size) uint8, data_samples=dict(label=int, idx=int))``.
+    Item: ``dict(inputs=[view, ...] each (3, size, size) uint8, data_samples=dict(label=int, idx=int))``; with
+    ``worker_stage='decode'`` ``inputs`` is one (3, H, W) uint8 image, with 'read' the (L,) uint8 file bytes.
     """
 
     def __init__(
@@ -120,14 +133,24 @@ class ImageFolderViews(Dataset):
         classes: str | Sequence[str] | None = None,
         max_per_class: int | None = None,
         file_list: str | None = None,
+        worker_stage: str = "augment",
     ) -> None:
         root_path = Path(root)
+        if worker_stage not in WORKER_STAGES:
+            raise ValueError(f"worker_stage must be one of {WORKER_STAGES}, got {worker_stage!r}")
+        if worker_stage != "augment" and (aug is not None or pipeline is not None):
+            raise ValueError(
+                f"worker_stage={worker_stage!r} makes the views on the device (model.data_preprocessor.device_views);"
+                f" set aug=None and pipeline=None here, got aug={aug!r}"
+            )
         if not root_path.is_dir():
             raise FileNotFoundError(f"{root}: image folder not found (expected <root>/<wnid>/<image>)")
         if n_views < 1:
             raise ValueError(f"n_views must be >= 1, got {n_views}")
-        self.root, self.n_views = root_path, n_views
-        self.transform = build_pipeline(pipeline) if pipeline is not None else build_view_transform(aug, size)
+        self.root, self.n_views, self.worker_stage = root_path, n_views, worker_stage
+        self.transform = None
+        if worker_stage == "augment":
+            self.transform = build_pipeline(pipeline) if pipeline is not None else build_view_transform(aug, size)
         if file_list is not None:
             self.samples, self.classes = _read_file_list(root_path, Path(file_list))
         else:
@@ -149,10 +172,24 @@ class ImageFolderViews(Dataset):
 
     def __getitem__(self, idx: int) -> dict:
         path, label = self.samples[idx]
+        if self.worker_stage != "augment":
+            return {"inputs": self._load(path), "data_samples": {"label": label, "idx": idx}}
         with Image.open(path) as img:
             rgb = img.convert("RGB")
         views = [self.transform(rgb) for _ in range(self.n_views)]
         return {"inputs": views, "data_samples": {"label": label, "idx": idx}}
+
+    def _load(self, path: str) -> torch.Tensor:
+        """'decode': (3, H, W) uint8 RGB; 'read': the (L,) uint8 bytes of a JPEG file (for nvjpeg)."""
+        data = read_file(path)
+        if self.worker_stage == "read":
+            if data.numel() < 3 or data[0] != 0xFF or data[1] != 0xD8:  # JPEG start-of-image marker
+                raise ValueError(f"{path}: not a JPEG file; worker_stage='read' decodes JPEG only (use 'decode')")
+            return data
+        try:
+            return decode_image(data, mode=ImageReadMode.RGB)
+        except RuntimeError as err:
+            raise ValueError(f"{path}: cannot decode image ({err})") from err
 
 
 def _read_file_list(root: Path, file_list: Path) -> tuple[list[tuple[str, int]], list[str]]:
@@ -215,9 +252,17 @@ def build_imagenet100(
 def eval_collate(items: list[dict]) -> dict:
     """Collate single-view items into ``{'inputs': (B, 3, H, W) uint8, 'data_samples': (B,) labels}`` (what
     ``mixbench.pretrain.knn.extract_features`` and ``LinearClassifier`` take)."""
-    import torch
-
     return {
         "inputs": torch.stack([it["inputs"][0] for it in items]),
         "data_samples": torch.tensor([it["data_samples"]["label"] for it in items]),
+    }
+
+
+@FUNCTIONS.register_module()
+def image_list_collate(items: list[dict]) -> dict:
+    """Collate ``worker_stage='decode'|'read'`` items: ``inputs`` stays a list of N tensors (images keep their
+    own sizes; the device pipeline crops each), ``data_samples`` as ``default_collate`` gives them."""
+    return {
+        "inputs": [it["inputs"] for it in items],
+        "data_samples": default_collate([it["data_samples"] for it in items]),
     }

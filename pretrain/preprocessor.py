@@ -14,6 +14,7 @@ from mmengine.model import BaseDataPreprocessor
 from mmengine.registry import MODELS
 
 from mixbench.base.color import IMAGENET_MEAN, IMAGENET_STD, YCBCR_MEAN, YCBCR_STD, rgb_to_ycbcr
+from mixbench.pretrain.device_views import DeviceViews
 from mixbench.pretrain.memory import rank
 from mixbench.pretrain.mixing import box_masks, global_mixture, partner_images, region_mixture
 from mixbench.pretrain.sampler import MixPlan, MixSampler
@@ -38,6 +39,9 @@ class MixPreprocessor(BaseDataPreprocessor):
         alpha: Beta(alpha, alpha) of the coefficients (1.0 in the authors' code).
         seed: seed of the mixture sampler, offset by the process rank (None: drawn from torch's global
             generator, so it follows mmengine's ``randomness.seed``).
+        device_views: None (views come augmented from the workers), or ``dict(aug='moco_v2', size=224,
+            n_views=2, channels_last=False)``: ``pretrain.device_views.DeviceViews`` decodes/augments a list of
+            images (dataset ``worker_stage='decode'|'read'``) on this preprocessor's device before normalising.
 
     Input ``data['inputs']``: a list of views, each (N, C, H, W) uint8 or float in [0, 255] (or a single
     tensor, which is only normalised). Output: ``dict(inputs=[views...], data_samples=dict(labels=...,
@@ -55,6 +59,7 @@ class MixPreprocessor(BaseDataPreprocessor):
         alpha: float = 1.0,
         seed: int | None = None,
         non_blocking: bool = False,
+        device_views: dict | None = None,
     ) -> None:
         super().__init__(non_blocking)
         if color_space not in COLOR_SPACES:
@@ -79,6 +84,8 @@ class MixPreprocessor(BaseDataPreprocessor):
         self.sampler = MixSampler(alpha=alpha, seed=seed + rank())
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), False)
+        # issue 13: views made on the device from decoded images (None: the workers made them)
+        self.device_views = None if device_views is None else DeviceViews(**device_views)
 
     @staticmethod
     def _check_mix(name: str, cfg: dict | None, keys: set[str]) -> dict | None:
@@ -127,7 +134,17 @@ class MixPreprocessor(BaseDataPreprocessor):
             mixed = region_mixture(images, masks, plan.lambda_decay)
         return torch.where(plan.apply.view(-1, 1, 1, 1), mixed, x)
 
+    def make_device_views(self, data: dict) -> dict:
+        """N images (list from ``image_list_collate``) -> ``device_views.n_views`` views on this device.
+
+        Runs before ``cast_data``: JPEG bytes must reach ``decode_jpeg`` on the CPU, even when nvjpeg decodes.
+        """
+        views = self.device_views(data["inputs"], device=self.mean.device)
+        return {**data, "inputs": views}
+
     def forward(self, data: dict, training: bool = False) -> dict:
+        if self.device_views is not None:
+            data = self.make_device_views(data)
         data = self.cast_data(data)
         inputs = data["inputs"]
         samples = data.get("data_samples")

@@ -145,15 +145,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks")
     bench_sub = p.add_subparsers(dest="bench_target", required=True, metavar="TARGET")
     b = bench_sub.add_parser(
-        "pretrain", help="MoCo step time without/with each mixture (same run, same batch)"
+        "pretrain",
+        help="MoCo step time without/with each mixture (same run, same batch); with --data, the PIL loader vs "
+        "the device view pipeline from JPEG files",
     )
     b.add_argument("--arch", default="resnet18")
-    b.add_argument("--img-size", type=int, default=64)
+    b.add_argument("--img-size", type=int, default=None, help="view side (default 64; 224 with --data)")
     b.add_argument("--batch-size", type=int, default=32)
-    b.add_argument("--steps", type=int, default=10, help="timed steps per variant per round")
+    b.add_argument("--steps", type=int, default=10, help="timed steps (--data: batches per phase) per round")
     b.add_argument("--warmup", type=int, default=2, help="untimed steps per variant first")
     b.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the variants")
     b.add_argument("--K", type=int, default=4096, help="MoCo queue size")
     b.add_argument("--device", default="cpu")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--data", default=None, help="ImageNet-style JPEG folder: compare the data pipelines (issue 13)")
+    b.add_argument("--workers", type=int, default=_default_workers(), help="DataLoader workers (--data)")
+    b.add_argument("--amp", action="store_true", help="bf16 autocast (AmpOptimWrapper; CUDA, --data)")
+    b.add_argument("--channels-last", action="store_true", help="channels_last model and views (--data)")
+    b.add_argument("--compile", action="store_true", help="torch.compile both encoders (--data)")
     b.set_defaults(func=_bench)
+
+
+def _default_workers() -> int:
+    """One worker per core this process may use, at most 16 (MoCo's official code used 32 per 8-GPU node)."""
+    import os
+
+    return max(1, min(16, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))

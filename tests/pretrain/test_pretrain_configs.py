@@ -48,8 +48,36 @@ SYNTHETIC = [
 ]
 
 
+# issue 13: the device view pipeline (workers decode or read; views made by the data preprocessor)
+DEVICE_VIEWS = {
+    # name: (worker_stage, view size, amp dtype or None, channels_last)
+    "moco-mix_r18_synthetic_device-views": ("decode", 64, None, False),
+    "mocov2-gr_r50_200e_in1k_gpu": ("read", 224, "bfloat16", True),
+}
+
+
 def test_every_config_is_covered():
-    assert {p.stem for p in LEAVES} == set(PAPER) | set(SYNTHETIC)
+    assert {p.stem for p in LEAVES} == set(PAPER) | set(SYNTHETIC) | set(DEVICE_VIEWS)
+
+
+@pytest.mark.parametrize("name", sorted(DEVICE_VIEWS))
+def test_device_view_configs(name):
+    stage, size, amp, channels_last = DEVICE_VIEWS[name]
+    cfg = Config.fromfile(str(CONFIG_DIR / f"{name}.py"))
+    ds, pre = cfg.train_dataloader.dataset, cfg.model.data_preprocessor
+    assert (ds.worker_stage, ds.aug) == (stage, None) and cfg.train_dataloader.collate_fn.type == "image_list_collate"
+    assert pre.device_views.to_dict() == {"aug": "moco_v2", "size": size, "n_views": 2,
+                                          **({"channels_last": True} if channels_last else {})}  # fmt: skip
+    assert cfg.model.mlp is True and cfg.model.T == 0.2  # MoCo v2
+    assert pre.global_mix == G_MOCO and pre.region_mix == R_MOCO
+    if amp:
+        assert (cfg.optim_wrapper.type, cfg.optim_wrapper.dtype) == ("AmpOptimWrapper", amp)
+        # the rest is moco-gr_r50_200e_in1k (Table 6) with v2's cosine schedule
+        assert cfg.train_cfg.max_epochs == 200 and cfg.train_dataloader.batch_size * cfg.num_gpus == 256
+        assert (cfg.model.K, cfg.model.m, cfg.model.arch) == (65536, 0.999, "resnet50")
+        assert [s.type for s in cfg.param_scheduler] == ["CosineAnnealingLR"] and cfg.param_scheduler[0].T_max == 200
+    else:
+        assert cfg.optim_wrapper.type == "OptimWrapper" and cfg.cpu_threads == 1
 
 
 @pytest.mark.parametrize("path", LEAVES + sorted((CONFIG_DIR / "_base_").glob("*.py")), ids=lambda p: p.stem)

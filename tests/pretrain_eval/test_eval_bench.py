@@ -46,3 +46,39 @@ def test_bench_prints_all_rows(capsys):
         assert abs(steps_per_s - 1000 / step_ms) <= 0.0051 + steps_per_s * 0.051 / step_ms
         assert int(cols[-1]) == 2
     assert float(rows["plain"][3]) == 1.0 and float(rows["plain"][5]) == 1.0
+
+
+@pytest.mark.slow
+def test_pipeline_bench_prints_both_pipelines(synthetic_root, capsys):
+    """``--data``: the PIL reference and the device pipeline side by side, from the synthetic JPEG files."""
+    import torch
+
+    parser = argparse.ArgumentParser()
+    eval_cli.register(parser.add_subparsers())
+    args = parser.parse_args(
+        ["bench", "pretrain", "--data", str(synthetic_root["imagenet"].parent), "--img-size", "32",
+         "--batch-size", "4", "--workers", "0", "--steps", "1", "--rounds", "2", "--K", "16"]
+    )  # fmt: skip
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert args.func(args) == 0
+    finally:
+        torch.set_num_threads(before)
+    lines = capsys.readouterr().out.splitlines()
+    assert str(synthetic_root["imagenet"] / "train") in lines[0]
+    rows = {line.split()[0]: line.split() for line in lines if line.split() and line.split()[0] in ("pil", "device")}
+    assert sorted(rows) == ["device", "pil"]  # no nvjpeg row without CUDA
+    assert rows["pil"][1] == "augment" and rows["device"][1] == "decode"
+    for cols in rows.values():
+        data_img_s, step_img_s, speed, cpu_ms, cpu_ratio = (float(c) for c in cols[2:7])
+        assert min(data_img_s, step_img_s, speed, cpu_ms, cpu_ratio) > 0
+        assert cols[7:10] == ["n/a", "(CPU)", "8"]  # 2 rounds x 1 batch x 4 images
+    assert float(rows["pil"][4]) == 1.0 and float(rows["pil"][6]) == 1.0
+
+
+def test_pipeline_bench_bad_data(tmp_path):
+    from mixbench.pretrain.bench import resolve_image_root
+
+    with pytest.raises(FileNotFoundError, match="no ImageNet-style"):
+        resolve_image_root(tmp_path)
