@@ -47,6 +47,7 @@ class Run:
     config_path: Path
     record_path: Path
     config_text: str
+    epochs: int
 
 
 def _log(msg: str) -> None:
@@ -131,7 +132,8 @@ def plan_runs(cfg: dict[str, Any]) -> list[Run]:
             key = hashlib.sha256(f"{base}\n{delta}\nseed={seed}".encode()).hexdigest()[:16]
             run_dir = Path(cfg["work_dir"]) / "runs" / f"{variant['key']}_s{seed}_{key}"
             runs.append(Run(variant, int(seed), key, run_dir, run_dir / f"{variant['key']}_s{seed}.py",
-                            Path(cfg["results_dir"]) / "records" / f"{variant['key']}_s{seed}.json", text))
+                            Path(cfg["results_dir"]) / "records" / f"{variant['key']}_s{seed}.json", text,
+                            int(cfg["epochs"])))
     return runs
 
 
@@ -176,15 +178,17 @@ def pretrain_runs(runs: list[Run], parallel: int, threads: int, force: bool = Fa
         if not force and (run.run_dir / "last_checkpoint").is_file():
             argv.append("--resume")
         jobs.append(Job(f"pretrain {run.variant['key']} seed {run.seed}", argv, run.run_dir / "pretrain.log"))
-    run_jobs(jobs, parallel, threads)
-    for run in runs:
-        if run.key in done:
-            continue
-        ckpt = _last_checkpoint(run.run_dir)
-        if ckpt is None:
-            raise AblationError(f"run {run.variant['key']} seed {run.seed} left no checkpoint in {run.run_dir}")
-        atomic_write_json(run.run_dir / "stage.json", {"checkpoint": str(ckpt), "sha256": sha256_file(ckpt)})
-        done[run.key] = ckpt
+    try:
+        run_jobs(jobs, parallel, threads)
+    finally:  # also after a failed job: mark every run that reached its last epoch, so a rerun reuses it
+        for run in runs:
+            ckpt = None if run.key in done else _last_checkpoint(run.run_dir)
+            if ckpt is not None and ckpt.name == f"epoch_{run.epochs}.pth":
+                atomic_write_json(run.run_dir / "stage.json", {"checkpoint": str(ckpt), "sha256": sha256_file(ckpt)})
+                done[run.key] = ckpt
+    missing = [f"{r.variant['key']} seed {r.seed} ({r.run_dir})" for r in runs if r.key not in done]
+    if missing:
+        raise AblationError(f"runs without a final epoch_N.pth checkpoint: {'; '.join(missing)}")
     return done
 
 
@@ -292,7 +296,7 @@ def write_tables(records: list[dict[str, Any]], results_dir: Path, order: list[s
         f"{recs.get('eval_size')} px). Fig. 5 number: mean over {recs.get('flatness_images')} val images of the "
         f"largest softmax(pooled output / {recs.get('flatness_T')}) probability ({recs.get('feature_dim')}-d; "
         f"lower = flatter). Δ / s.e.: the kNN difference to {first.get('name')!s} over its standard error "
-        f"sqrt(s1²/n1 + s2²/n2). Schedule: {recs.get('epochs')} epochs of {recs.get('base_config')}.\n\n"
+        f"sqrt(s1²/n1 + s2²/n2). Schedule: {recs.get('base_config')}, epochs: {recs.get('epochs')}.\n\n"
     )
     paths = {
         "md": atomic_write_text(results_dir / "table.md", note + render_table(rows, "github") + "\n"),
