@@ -24,7 +24,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mixbench.commands import convert, evaluate, pretrain, transfer
+    from mixbench.commands import ablation, convert, evaluate, pretrain, show_mix, transfer
 
     parser = argparse.ArgumentParser(
         prog="mixbench",
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=["tiny", "demo", "bench"], default="demo")
     p.set_defaults(func=_demo_data)
 
-    for stage in (pretrain, evaluate, convert, transfer):
+    for stage in (pretrain, evaluate, convert, transfer, show_mix, ablation):
         stage.register(sub)
     return parser
 

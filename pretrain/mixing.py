@@ -1,16 +1,26 @@
-"""The paper's image mixtures as pure tensor functions: global (eq. 3), region with context decay (eqs. 4-5).
+"""The paper's image mixtures as pure tensor functions, in the two semantics that exist (``SEMANTICS``).
 
-Nothing here draws random numbers: coefficients, partner permutations and masks come from
-``pretrain.sampler`` so a test can check every pixel against the equations.
+'paper_eq' (the printed equations): global eq. 3 (:func:`global_mixture`) and region eqs. 4-5
+(:func:`region_mixture`). Images ``I_1 .. I_n`` are mixed iteratively, ``I_m^k`` is the k-th mixture, the last
+image ``I_n`` is mixed only once, so it is the main content; all n - 1 steps are taken together. With CutMix's
+mask (M = 0 inside the box) eq. 4's ``lambda_decay (1 - M_1) I_2`` decays the first pasted box.
 
-Naming follows the paper: images ``I_1 .. I_n`` are mixed iteratively, ``I_m^k`` is the k-th mixture and the
-last image ``I_n`` is mixed only once, so it is the main content. In-batch, ``I_n`` is the sample itself and
-``I_1 .. I_{n-1}`` are the batch permuted by ``perms[0] .. perms[n-2]``.
+'authors' (the authors' released code, which produced Tables 1-5; DESIGN.md "The method, precisely"): the
+sample is the base, each of the n - 1 steps is taken or skipped on its own (``steps``).
+Global (:func:`global_mixture_authors`): ``base = lam base + (1 - lam) partner`` per taken step.
+Region (:func:`region_mixture_authors`): a taken first step multiplies the whole base by ``lambda_decay`` (the
+context, as the paper's text and Fig. 3 say), then every taken step pastes its partner's box at full strength.
+
+Nothing here draws random numbers: coefficients, partner permutations, masks and taken steps come from
+``pretrain.sampler`` so a test can check every pixel against the equations. In-batch, ``I_n`` (the base) is the
+sample itself and ``I_1 .. I_{n-1}`` (the partners) are the batch permuted by ``perms[0] .. perms[n-2]``.
 """
 
 from __future__ import annotations
 
 import torch
+
+SEMANTICS = ("paper_eq", "authors")
 
 
 def global_mixture(images: list[torch.Tensor], alphas: torch.Tensor) -> torch.Tensor:
@@ -35,6 +45,9 @@ def region_mixture(images: list[torch.Tensor], masks: torch.Tensor, lambda_decay
     """Eqs. 4-5: ``I_m^1 = M_1 * I_1 + lambda_decay (1 - M_1) * I_2``, then
     ``I_m^k = M_k * I_{k+1} + (1 - M_k) * I_m^{k-1}``; the decay acts on the first iteration only.
 
+    As printed, with CutMix's mask this decays the first pasted box ``(1 - M_1) I_2``, not the context the text
+    describes ('paper_eq'; the authors' code is :func:`region_mixture_authors`).
+
     Args:
         images: ``[I_1, ..., I_n]``, n >= 2, each (N, C, H, W).
         masks: (n - 1, N, 1, H, W) binary masks ``M_k`` (CutMix's convention: 0 inside the box).
@@ -49,6 +62,56 @@ def region_mixture(images: list[torch.Tensor], masks: torch.Tensor, lambda_decay
     for k in range(1, len(images) - 1):
         mixed = m[k] * images[k + 1] + (1 - m[k]) * mixed
     return mixed
+
+
+def global_mixture_authors(images: list[torch.Tensor], lams: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """The authors' global mixture: for k = 1 .. n - 1, if step k is taken, ``base = lam_k base + (1 - lam_k) I_k``.
+
+    The base starts as the sample ``I_n``, so its share is the product of the taken ``lam_k``.
+
+    Args:
+        images: ``[I_1, ..., I_{n-1}, I_n]`` (partners, then the sample), n >= 2, each (N, C, H, W).
+        lams: (n - 1, N) coefficients ``lam_k`` in [0, 1] (Beta(alpha, alpha) in the authors' code).
+        steps: (n - 1, N) bool, which steps each sample takes (each with probability p on its own).
+
+    Returns:
+        (N, C, H, W); a sample that takes no step is returned unchanged.
+    """
+    _check(images, lams.shape[0])
+    lam = lams.to(images[0].dtype).view(lams.shape[0], -1, 1, 1, 1)  # (n-1, N, 1, 1, 1)
+    take = steps.view(steps.shape[0], -1, 1, 1, 1)
+    base = images[-1]
+    for k in range(len(images) - 1):
+        base = torch.where(take[k], lam[k] * base + (1 - lam[k]) * images[k], base)
+    return base
+
+
+def region_mixture_authors(
+    images: list[torch.Tensor], masks: torch.Tensor, lambda_decay: float, steps: torch.Tensor
+) -> torch.Tensor:
+    """The authors' region mixture: context decay on the sample, then full-strength boxes of the partners.
+
+    If step 1 is taken the whole base (the sample ``I_n``) is multiplied by ``lambda_decay``; then every taken
+    step k pastes ``I_k`` inside its box (``M_k = 0``). A sample that skips step 1 is never decayed; later boxes
+    are never decayed, so only base pixels outside every pasted box keep the decay.
+
+    Args:
+        images: ``[I_1, ..., I_{n-1}, I_n]`` (partners, then the sample), n >= 2, each (N, C, H, W).
+        masks: (n - 1, N, 1, H, W) CutMix masks ``M_k`` (0 inside the box).
+        lambda_decay: factor on the context (1.0 = plain CutMix; the paper's best is 0.2).
+        steps: (n - 1, N) bool, which steps each sample takes.
+
+    Returns:
+        (N, C, H, W).
+    """
+    _check(images, masks.shape[0])
+    m = masks.to(images[0].dtype)
+    take = steps.view(steps.shape[0], -1, 1, 1, 1)
+    base = torch.where(take[0], lambda_decay * images[-1], images[-1])
+    for k in range(len(images) - 1):
+        paste = take[k] & (m[k] == 0)  # (N, 1, H, W): inside box k, step k taken
+        base = torch.where(paste, images[k], base)
+    return base
 
 
 def box_masks(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -85,6 +148,39 @@ def global_weights(alphas: torch.Tensor) -> torch.Tensor:
     weights[0] = remaining * alphas[0]
     weights[1] = remaining * (1 - alphas[0])
     return weights
+
+
+def global_weights_authors(lams: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """Share of each source in :func:`global_mixture_authors`'s result (rows sum to 1).
+
+    Partner k adds ``1 - lam_k`` at its step, which every later taken step scales by its ``lam``; the sample keeps
+    the product of all taken ``lam``. Shape: (n - 1, N), (n - 1, N) bool -> (n, N), last row = the sample.
+    """
+    lam = torch.where(steps, lams, torch.ones_like(lams))  # a skipped step leaves the base as it is
+    n1 = lam.shape[0]
+    weights = torch.zeros(n1 + 1, lam.shape[1], dtype=lam.dtype, device=lam.device)
+    surviving = torch.ones_like(lam[0])  # product of lam over steps after k
+    for k in range(n1 - 1, -1, -1):
+        weights[k] = surviving * (1 - lam[k])
+        surviving = surviving * lam[k]
+    weights[n1] = surviving
+    return weights
+
+
+def region_weights_authors(masks: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """Fraction of pixels each source fills after :func:`region_mixture_authors` (decay ignored; rows sum to 1).
+
+    Shape: masks (n - 1, N, 1, H, W), steps (n - 1, N) bool -> (n, N), last row = the sample.
+    """
+    inside = (masks.float().flatten(2) == 0) & steps.unsqueeze(-1)  # (n-1, N, HW): pasted pixels of step k
+    n1 = inside.shape[0]
+    visible = torch.ones_like(inside[0])  # pixels not covered by a later taken box
+    weights = [None] * (n1 + 1)
+    for k in range(n1 - 1, -1, -1):
+        weights[k] = (visible & inside[k]).float().mean(-1)
+        visible = visible & ~inside[k]
+    weights[n1] = visible.float().mean(-1)
+    return torch.stack(weights)
 
 
 def region_weights(masks: torch.Tensor) -> torch.Tensor:

@@ -15,11 +15,10 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
-from mixbench.pretrain import preprocessor as _preprocessor  # noqa: F401  (registers MixPreprocessor)
 from mixbench.pretrain.backbones import build_backbone, feature_dim, resnet_features
 from mixbench.pretrain.losses import contrastive_logits, softmax_ce, unmix_soft_ce
 from mixbench.pretrain.memory import batch_shuffle, batch_unshuffle, dequeue_and_enqueue
-from mixbench.pretrain.mixing import box_masks, global_weights, region_weights
+from mixbench.pretrain.preprocessor import source_weights  # importing it also registers MixPreprocessor
 
 
 def projection_head(in_dim: int, dim: int, mlp: bool) -> nn.Module:
@@ -131,14 +130,7 @@ class MoCo(BaseModel):
         if len(plans) != 1:
             raise ValueError("unmix supports one mixture (global or region), not G+R")
         plan = plans[0]
-        if plan.kind == "global":
-            w = global_weights(plan.coefs)  # (n, N)
-        else:
-            w = region_weights(box_masks(plan.boxes, hw[0], hw[1]))  # pixel shares, decay ignored
-        # unmixed samples: all weight on their own key (the last source)
-        own = torch.zeros_like(w)
-        own[-1] = 1.0
-        w = torch.where(plan.apply.view(1, -1), w, own)
+        w = source_weights(plan, hw[0], hw[1])  # (n, N): coefficient or pixel shares under the plan's semantics
         keys = [k[p] for p in plan.perms] + [k]
         return unmix_soft_ce([contrastive_logits(q, kj, negatives, self.T) for kj in keys], w)
 

@@ -16,7 +16,19 @@ from mmengine.registry import MODELS
 from mixbench.base.color import IMAGENET_MEAN, IMAGENET_STD, YCBCR_MEAN, YCBCR_STD, rgb_to_ycbcr
 from mixbench.pretrain.device_views import DeviceViews
 from mixbench.pretrain.memory import rank
-from mixbench.pretrain.mixing import box_masks, global_mixture, partner_images, region_mixture
+from mixbench.pretrain.mixing import (
+    SEMANTICS,
+    box_masks,
+    global_mixture,
+    global_mixture_authors,
+    global_weights,
+    global_weights_authors,
+    partner_images,
+    region_mixture,
+    region_mixture_authors,
+    region_weights,
+    region_weights_authors,
+)
 from mixbench.pretrain.sampler import MixPlan, MixSampler
 
 VIEW_MODES = ("both", "query")
@@ -31,9 +43,14 @@ class MixPreprocessor(BaseDataPreprocessor):
         mean, std: per-channel statistics on the 0-255 scale (RGB, or YCbCr when ``color_space='ycbcr'``);
             default ImageNet RGB, or CMC's YCbCr statistics for ``color_space='ycbcr'``.
         color_space: 'rgb' (MoCo) or 'ycbcr' (CMC: ``mixbench.base.color.rgb_to_ycbcr`` before normalising).
-        global_mix: None or ``dict(n=4, p=0.5)``: eq. 3 with n images, applied per sample with probability p.
-        region_mix: None or ``dict(n=5, p=0.5, lambda_decay=0.2)``: eqs. 4-5. With both set (G+R, Table 5) the
-            global mixture runs first and the region mixture then mixes the result.
+        global_mix: None or ``dict(n=4, p=0.5, semantics='authors')``: the global mixture of n images (n - 1
+            steps). ``semantics`` (default 'paper_eq'): 'paper_eq' = eq. 3 as printed, all steps together with
+            probability p; 'authors' = the released code, each step on its own with probability p, the sample
+            as the base (``pretrain.mixing``).
+        region_mix: None or ``dict(n=5, p=0.5, lambda_decay=0.2, semantics='authors')``: the region mixture;
+            'paper_eq' = eqs. 4-5 as printed (the first pasted box decayed), 'authors' = the context decayed.
+            With both set (G+R, Table 5) the global mixture runs first and the region mixture then mixes the
+            result.
         views: 'both' mixes query and key with the same partners/coefficients/boxes (the authors' code);
             'query' mixes only the first view (Un-Mix style).
         alpha: Beta(alpha, alpha) of the coefficients (1.0 in the authors' code).
@@ -92,10 +109,15 @@ class MixPreprocessor(BaseDataPreprocessor):
         if cfg is None:
             return None
         cfg = dict(cfg)
-        if set(cfg) != keys:
-            raise ValueError(f"{name} needs exactly the keys {sorted(keys)}, got {sorted(cfg)}")
+        cfg.setdefault("semantics", "paper_eq")  # the printed equations unless a config names the authors' code
+        if set(cfg) != keys | {"semantics"}:
+            raise ValueError(
+                f"{name} needs the keys {sorted(keys)} (and optionally 'semantics'), got {sorted(cfg)}"
+            )
         if int(cfg["n"]) < 2:
             raise ValueError(f"{name}.n must be >= 2, got {cfg['n']}")
+        if cfg["semantics"] not in SEMANTICS:
+            raise ValueError(f"{name}.semantics must be one of {SEMANTICS}, got {cfg['semantics']!r}")
         return cfg
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,12 +132,12 @@ class MixPreprocessor(BaseDataPreprocessor):
         plans = []
         if self.global_mix is not None:
             g = self.global_mix
-            plans.append(self.sampler.global_plan(batch_size, int(g["n"]), float(g["p"])))
+            plans.append(self.sampler.global_plan(batch_size, int(g["n"]), float(g["p"]), g["semantics"]))
         if self.region_mix is not None:
             r = self.region_mix
             plans.append(
                 self.sampler.region_plan(
-                    batch_size, int(r["n"]), float(r["p"]), height, width, float(r["lambda_decay"])
+                    batch_size, int(r["n"]), float(r["p"]), height, width, float(r["lambda_decay"]), r["semantics"]
                 )
             )
         return plans
@@ -126,13 +148,7 @@ class MixPreprocessor(BaseDataPreprocessor):
 
         Shape: (N, C, H, W) -> (N, C, H, W).
         """
-        images = partner_images(x, plan.perms)
-        if plan.kind == "global":
-            mixed = global_mixture(images, plan.coefs)
-        else:
-            masks = box_masks(plan.boxes, x.shape[-2], x.shape[-1])  # (n-1, N, 1, H, W)
-            mixed = region_mixture(images, masks, plan.lambda_decay)
-        return torch.where(plan.apply.view(-1, 1, 1, 1), mixed, x)
+        return apply_plan(x, plan)
 
     def make_device_views(self, data: dict) -> dict:
         """N images (list from ``image_list_collate``) -> ``device_views.n_views`` views on this device.
@@ -170,3 +186,42 @@ class MixPreprocessor(BaseDataPreprocessor):
             "alpha": self.sampler.alpha,
             "in_batch": True,
         }
+
+
+def apply_plan(x: torch.Tensor, plan: MixPlan) -> torch.Tensor:
+    """Mix a normalised batch by one plan under its semantics; samples with ``plan.apply`` False are unchanged.
+
+    Shape: (N, C, H, W) -> (N, C, H, W).
+    """
+    images = partner_images(x, plan.perms)
+    authors = plan.semantics == "authors"
+    if plan.kind == "global" and authors:
+        mixed = global_mixture_authors(images, plan.coefs, plan.steps)
+    elif plan.kind == "global":
+        mixed = global_mixture(images, plan.coefs)
+    else:
+        masks = box_masks(plan.boxes, x.shape[-2], x.shape[-1])  # (n-1, N, 1, H, W)
+        if authors:
+            mixed = region_mixture_authors(images, masks, plan.lambda_decay, plan.steps)
+        else:
+            mixed = region_mixture(images, masks, plan.lambda_decay)
+    return torch.where(plan.apply.view(-1, 1, 1, 1), mixed, x)
+
+
+def source_weights(plan: MixPlan, height: int, width: int) -> torch.Tensor:
+    """Share of each source ``[x[perms[0]], ..., x[perms[n-2]], x]`` in the mixed sample (Un-Mix soft targets).
+
+    Global: the coefficient shares; region: the pixel shares (decay ignored). Unmixed samples put all weight on
+    themselves. Shape: -> (n, N), columns sum to 1, last row = the sample itself.
+    """
+    if plan.kind == "global":
+        if plan.semantics == "authors":
+            w = global_weights_authors(plan.coefs, plan.steps)
+        else:
+            w = global_weights(plan.coefs)
+    else:
+        masks = box_masks(plan.boxes, height, width)
+        w = region_weights_authors(masks, plan.steps) if plan.semantics == "authors" else region_weights(masks)
+    own = torch.zeros_like(w)
+    own[-1] = 1.0
+    return torch.where(plan.apply.view(1, -1), w, own)

@@ -1,5 +1,8 @@
 """All randomness of the mixtures: per-sample Beta(alpha, alpha) coefficients, per-step batch permutations,
-CutMix boxes and which samples are mixed (probability p).
+CutMix boxes and which steps each sample takes (probability p).
+
+Semantics (``pretrain.mixing.SEMANTICS``): 'paper_eq' takes all n - 1 steps of a sample together with one draw
+of probability p; 'authors' (the released code) draws each step on its own with probability p.
 
 Draws happen on the CPU with one ``numpy.random.Generator`` (reproducible under a seed on every device; numpy
 because torch has no seeded Beta sampler) and the small results are moved to the images' device;
@@ -13,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mixbench.pretrain.mixing import SEMANTICS
+
 
 @dataclass
 class MixPlan:
@@ -23,8 +28,11 @@ class MixPlan:
         perms: (n - 1, N) partner indices; source ``I_k`` of sample i is ``x[perms[k-1, i]]``, ``I_n = x[i]``.
         coefs: (n - 1, N) Beta draws: ``a_k`` for global; for region the CutMix lam (box area = 1 - lam).
         boxes: (n - 1, N, 4) (y1, x1, y2, x2) pixel boxes for region, None for global.
-        apply: (N,) bool, which samples are mixed (probability p); the others pass through unchanged.
+        apply: (N,) bool, which samples are mixed at all (take at least one step); the others pass unchanged.
         lambda_decay: eq. 4's context decay (region only; 1.0 for global).
+        semantics: 'paper_eq' (printed equations) or 'authors' (released code), see ``pretrain.mixing``.
+        steps: (n - 1, N) bool, which steps each sample takes: for 'paper_eq' all or none (``apply`` repeated),
+            for 'authors' each on its own. None means ``apply`` repeated.
     """
 
     kind: str
@@ -33,6 +41,14 @@ class MixPlan:
     boxes: torch.Tensor | None
     apply: torch.Tensor
     lambda_decay: float = 1.0
+    semantics: str = "paper_eq"
+    steps: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.semantics not in SEMANTICS:
+            raise ValueError(f"semantics must be one of {SEMANTICS}, got {self.semantics!r}")
+        if self.steps is None:
+            self.steps = self.apply.unsqueeze(0).expand(self.perms.shape[0], -1).clone()
 
     def to(self, device: torch.device | str) -> MixPlan:
         boxes = None if self.boxes is None else self.boxes.to(device)
@@ -43,6 +59,8 @@ class MixPlan:
             boxes,
             self.apply.to(device),
             self.lambda_decay,
+            self.semantics,
+            self.steps.to(device),
         )
 
 
@@ -76,30 +94,44 @@ class MixSampler:
     def _perms(self, n_steps: int, batch_size: int) -> torch.Tensor:
         return torch.from_numpy(np.stack([self.rng.permutation(batch_size) for _ in range(n_steps)])).long()
 
-    def _apply(self, batch_size: int, p: float) -> torch.Tensor:
+    def _steps(self, n_steps: int, batch_size: int, p: float, semantics: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(apply (N,), steps (n - 1, N)): one draw per sample ('paper_eq') or one per step ('authors')."""
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"mixing probability p must be in [0, 1], got {p}")
-        return self._uniform((batch_size,)) < p
+        if semantics not in SEMANTICS:
+            raise ValueError(f"semantics must be one of {SEMANTICS}, got {semantics!r}")
+        if semantics == "paper_eq":
+            apply = self._uniform((batch_size,)) < p
+            return apply, apply.unsqueeze(0).expand(n_steps, -1).clone()
+        steps = self._uniform((n_steps, batch_size)) < p
+        return steps.any(0), steps
 
-    def global_plan(self, batch_size: int, n: int, p: float) -> MixPlan:
-        """Eq. 3 plan: n - 1 permutations and n - 1 coefficient rows."""
+    def global_plan(self, batch_size: int, n: int, p: float, semantics: str = "paper_eq") -> MixPlan:
+        """Global plan: n - 1 permutations, n - 1 coefficient rows, the steps taken (``semantics``)."""
         _check_n(n)
-        return MixPlan(
-            "global",
-            self._perms(n - 1, batch_size),
-            self._beta((n - 1, batch_size)),
-            None,
-            self._apply(batch_size, p),
-        )
+        perms, coefs = self._perms(n - 1, batch_size), self._beta((n - 1, batch_size))
+        apply, steps = self._steps(n - 1, batch_size, p, semantics)
+        return MixPlan("global", perms, coefs, None, apply, 1.0, semantics, steps)
 
-    def region_plan(self, batch_size: int, n: int, p: float, height: int, width: int, lambda_decay: float) -> MixPlan:
-        """Eqs. 4-5 plan: n - 1 permutations and CutMix boxes of area (1 - lam) H W, lam ~ Beta."""
+    def region_plan(
+        self,
+        batch_size: int,
+        n: int,
+        p: float,
+        height: int,
+        width: int,
+        lambda_decay: float,
+        semantics: str = "paper_eq",
+    ) -> MixPlan:
+        """Region plan: n - 1 permutations and CutMix boxes of area (1 - lam) H W, lam ~ Beta, the steps taken."""
         _check_n(n)
         if not 0.0 <= lambda_decay <= 1.0:
             raise ValueError(f"lambda_decay must be in [0, 1], got {lambda_decay}")
         lam = self._beta((n - 1, batch_size))
         boxes = self.cutmix_boxes(lam, height, width)
-        return MixPlan("region", self._perms(n - 1, batch_size), lam, boxes, self._apply(batch_size, p), lambda_decay)
+        perms = self._perms(n - 1, batch_size)
+        apply, steps = self._steps(n - 1, batch_size, p, semantics)
+        return MixPlan("region", perms, lam, boxes, apply, lambda_decay, semantics, steps)
 
     def cutmix_boxes(self, lam: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """CutMix's box: side ratio sqrt(1 - lam), uniform centre, clipped to the image.

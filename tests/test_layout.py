@@ -87,7 +87,7 @@ def test_cli_lists_every_stage_command() -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     expected = {"doctor", "demo-data", "pretrain", "linear", "knn", "flatness", "bench", "convert", "transfer",
-                "table", "pipeline"}
+                "table", "pipeline", "show-mix", "ablation"}
     assert expected <= set(sub.choices), expected - set(sub.choices)
 
 

@@ -52,8 +52,8 @@ def test_moco_mix_run_saves_contract_checkpoint(synthetic_root, tmp_path):
     assert meta["method"] == "moco" and meta["arch"] == "resnet18" and meta["width"] == 1.0
     assert meta["feature_dim"] == 512 and meta["color"] is None
     assert meta["pixel_mean"] == [123.675, 116.28, 103.53] and meta["pixel_std"] == [58.395, 57.12, 57.375]
-    assert meta["mixture"]["global"] == {"n": 4, "p": 0.5}
-    assert meta["mixture"]["region"] == {"n": 5, "p": 0.5, "lambda_decay": 0.2}
+    assert meta["mixture"]["global"] == {"n": 4, "p": 0.5, "semantics": "paper_eq"}
+    assert meta["mixture"]["region"] == {"n": 5, "p": 0.5, "lambda_decay": 0.2, "semantics": "paper_eq"}
     assert meta["config_name"] == "moco-mix_r18_synthetic"
     assert "cfg" in ckpt["meta"]
     sd = ckpt["state_dict"]
