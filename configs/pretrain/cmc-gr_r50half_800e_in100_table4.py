@@ -13,4 +13,3 @@ model = dict(
         region_mix=dict(n=5, p=0.1, lambda_decay=0.2, semantics="authors"),
     )
 )
-ablation = dict(key="model.data_preprocessor.global_mix.p", values=[0.1, 0.2, 0.3, 0.4])

@@ -14,4 +14,6 @@ default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=1, max_ke
 # torch threads on CPU (pretrain.train): on 2 cores shared with other jobs one thread was ~7x faster than two
 # (measured: one demo epoch 9-10 s vs 70 s, OpenMP spin-waits); raise it on an idle many-core machine.
 cpu_threads = 1
+# The presets state their lr for their own batch on one process: no rescaling to the paper's batch of 256.
+auto_scale_lr = dict(enable=False)
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo"))
