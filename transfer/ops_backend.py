@@ -186,14 +186,13 @@ def _is_cuda(t: torch.Tensor | None) -> bool:
 
 
 def _dispatcher(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
-    tv = _TORCHVISION_KERNELS.get(name)
-
     @functools.wraps(original)
     def dispatch(*args: Any, **kwargs: Any) -> Any:
         t = _first_tensor(args, kwargs)
         on_cuda = _is_cuda(t)
         route = _STATE.cuda if on_cuda else _STATE.cpu
         if route == TORCHVISION:
+            tv = _TORCHVISION_KERNELS.get(name)
             if tv is not None:
                 return tv(*args, **kwargs)
             if on_cuda:  # another mmcv op on a GPU while mmcv has no CUDA kernels
