@@ -1,4 +1,5 @@
-"""``mixbench pretrain CONFIG [--work-dir D] [--cfg-options k=v ...] [--launcher L] [--resume] [--amp]``."""
+"""``mixbench pretrain CONFIG [--work-dir D] [--cfg-options k=v ...] [--launcher L] [--resume] [--amp]
+[--channels-last]``."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     parser.add_argument("--resume", action="store_true", help="continue from work_dir/last_checkpoint")
-    parser.add_argument("--amp", action="store_true", help="mixed precision (mmengine AmpOptimWrapper)")
+    parser.add_argument("--amp", action="store_true",
+                        help="mixed precision on GPU (bf16 where supported, else fp16 + loss scaling; CPU stays fp32)")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory layout for the encoders")
     # torchrun < 2.0 passes --local_rank; accept and ignore it (LOCAL_RANK is in the environment).
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
 
@@ -33,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         launcher=args.launcher,
         resume=args.resume,
         amp=args.amp,
+        channels_last=args.channels_last,
     )
     print(f"work_dir: {work_dir}")
     return 0
