@@ -19,6 +19,7 @@ import warnings
 from typing import Any
 
 FP32, BF16, FP16 = "fp32", "bf16", "fp16"
+AMP_HELP = "mixed precision on GPU (bf16 where supported, else fp16 + loss scaling; CPU stays fp32)"
 
 
 def resolve_precision(amp: bool, cuda_available: bool | None = None,

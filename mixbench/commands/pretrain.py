@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from mixbench.base.precision import AMP_HELP
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="pretraining config, e.g. configs/pretrain/moco_r18_synthetic.py")
@@ -18,8 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     parser.add_argument("--resume", action="store_true", help="continue from work_dir/last_checkpoint")
-    parser.add_argument("--amp", action="store_true",
-                        help="mixed precision on GPU (bf16 where supported, else fp16 + loss scaling; CPU stays fp32)")
+    parser.add_argument("--amp", action="store_true", help=AMP_HELP)
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory layout for the encoders")
     # torchrun < 2.0 passes --local_rank; accept and ignore it (LOCAL_RANK is in the environment).
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
