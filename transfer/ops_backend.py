@@ -78,6 +78,12 @@ class OpsBackendError(RuntimeError):
 
 # ----------------------------------------------------------------------------------------------- torchvision kernels
 # Each function takes exactly the arguments mmcv's Python passes to the mmcv._ext kernel it stands in for.
+def _f32(t: torch.Tensor) -> torch.Tensor:
+    """Half/bfloat16 tensors (``--amp``) in float32: torchvision's nms/RoIAlign kernels do not all take bf16, and
+    the result is written back into mmcv's output tensor in its own dtype."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def _tv_nms(bboxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, offset: int = 0) -> torch.Tensor:
     """mmcv ``nms``: (N, 4) boxes, (N,) scores -> kept indices, by decreasing score.
 
@@ -85,6 +91,7 @@ def _tv_nms(bboxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, of
     """
     import torchvision
 
+    bboxes = _f32(bboxes)
     if offset:
         bboxes = torch.cat([bboxes[:, :2], bboxes[:, 2:] + offset], dim=1)
     return torchvision.ops.nms(bboxes, scores.to(bboxes.dtype), float(iou_threshold))
@@ -98,7 +105,8 @@ def _tv_roi_align_forward(input: torch.Tensor, rois: torch.Tensor, output: torch
 
     if pool_mode != 1:
         raise OpsBackendError(f"mmcv RoIAlign with pool_mode='max' has no torchvision stand-in (avg only); {FIX}")
-    out = torchvision.ops.roi_align(input, rois.to(input.dtype), (aligned_height, aligned_width),
+    x = _f32(input)
+    out = torchvision.ops.roi_align(x, rois.to(x.dtype), (aligned_height, aligned_width),
                                     spatial_scale=spatial_scale, sampling_ratio=sampling_ratio, aligned=aligned)
     output.copy_(out)
 
@@ -113,8 +121,9 @@ def _tv_roi_align_backward(grad_output: torch.Tensor, rois: torch.Tensor, argmax
     if pool_mode != 1:
         raise OpsBackendError(f"mmcv RoIAlign with pool_mode='max' has no torchvision stand-in (avg only); {FIX}")
     n, c, h, w = grad_input.shape
+    g = _f32(grad_output)
     grad = torch.ops.torchvision._roi_align_backward(
-        grad_output, rois.to(grad_output.dtype), spatial_scale, aligned_height, aligned_width, n, c, h, w,
+        g, rois.to(g.dtype), spatial_scale, aligned_height, aligned_width, n, c, h, w,
         sampling_ratio, aligned)
     grad_input.copy_(grad)
 
@@ -132,6 +141,7 @@ def _check_focal_weight(weight: torch.Tensor) -> None:
 def _tv_focal(input: torch.Tensor, target: torch.Tensor, gamma: float, alpha: float) -> torch.Tensor:
     import torchvision
 
+    input = _f32(input)
     return torchvision.ops.sigmoid_focal_loss(input, _one_hot(target, input.size(1), input.dtype), alpha=alpha,
                                               gamma=gamma, reduction="none")
 

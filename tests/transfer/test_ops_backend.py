@@ -202,3 +202,20 @@ def test_config_check_names_unsupported_ops() -> None:
         with pytest.raises(OpsBackendError, match="DCNv2.*MIXBENCH_MMCV_CUDA=1"):
             ops_backend.check_config_ops(dcn, on_cuda=True)
         ops_backend.check_config_ops(dcn, on_cuda=False)  # CPU: mmcv's CPU kernels run it
+
+
+def test_half_precision_inputs_are_computed_in_float32() -> None:
+    """Under --amp mmcv hands bf16/fp16 tensors to the kernels; the stand-ins compute in fp32 and write back."""
+    feat = torch.rand(2, 3, 24, 32, generator=torch.Generator().manual_seed(9))
+    boxes, scores = _boxes(100, seed=10)
+    with force_torchvision():
+        ref = roi_align(feat, _rois(), (5, 5), 0.5, 2, "avg", True)
+        _, ref_keep = nms(boxes, scores, 0.5)
+        for dtype in (torch.bfloat16, torch.float16):
+            x = feat.to(dtype).requires_grad_(True)
+            out = roi_align(x, _rois().to(dtype), (5, 5), 0.5, 2, "avg", True)
+            out.float().sum().backward()
+            assert out.dtype == dtype and x.grad.dtype == dtype
+            torch.testing.assert_close(out.float(), ref, rtol=0, atol=2e-2)
+            _, keep = nms(boxes.to(dtype), scores.to(dtype), 0.5)
+            assert len(set(keep.tolist()) ^ set(ref_keep.tolist())) <= 4  # rounding moves only near-ties
