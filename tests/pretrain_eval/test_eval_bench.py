@@ -46,3 +46,17 @@ def test_bench_prints_all_rows(capsys):
         assert abs(steps_per_s - 1000 / step_ms) <= 0.0051 + steps_per_s * 0.051 / step_ms
         assert int(cols[-1]) == 2
     assert float(rows["plain"][3]) == 1.0 and float(rows["plain"][5]) == 1.0
+
+
+def test_bench_bare_limit_row_and_channels_last():
+    """The GPU check's settings on CPU: a 'bare' row (the same network work without MoCo) and NHWC weights."""
+    import math
+
+    from mixbench.pretrain.bench import run_bench
+
+    rows, _ = run_bench(arch="resnet18", img_size=32, batch_size=4, steps=1, warmup=1, rounds=1, K=16,
+                        channels_last=True, bare=True)
+    by = {r["variant"]: r for r in rows}
+    assert sorted(by) == sorted([*VARIANTS, "bare"])
+    assert all(r["img_per_s"] == pytest.approx(4 / (r["step_ms"] / 1e3)) for r in rows)
+    assert math.isnan(by["bare"]["prep_ms"]) and by["bare"]["n_steps"] == 1
