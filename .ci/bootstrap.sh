@@ -95,6 +95,8 @@ PYEOF
     # The one source change: C++20 instead of C++14/17 (torch >= 2.10 headers need it).
     sed -i 's/-std=c++1[47]/-std=c++20/g' "$BUILD/mmcv-$MMCV_VERSION/setup.py"
     grep -q -- '-std=c++20' "$BUILD/mmcv-$MMCV_VERSION/setup.py" || { say "could not patch mmcv's setup.py"; exit 1; }
+    # mmcv's setup.py compiles CUDA kernels whenever torch sees a GPU: hide it for the CPU-ops build
+    [ "$FORCE_CUDA" = 0 ] && export CUDA_VISIBLE_DEVICES=""
     (cd "$BUILD/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 FORCE_CUDA=$FORCE_CUDA MAX_JOBS=${MAX_JOBS:-$(nproc)} \
       "${PIP[@]}" wheel --no-deps --no-build-isolation -w "$BUILD/dist" .)
     mkdir -p "$WHEEL_DIR"
