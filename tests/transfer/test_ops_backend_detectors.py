@@ -101,3 +101,30 @@ def test_detector_same_losses_and_detections_under_both_routes(name: str, monkey
             assert torch.equal(got.masks, ref.masks)
         n_dets += len(ref.labels)
     assert n_dets > 0  # the comparison covered real detections (nms ran on something)
+
+
+@pytest.mark.parametrize("name", ["retinanet", "mask-rcnn"])
+def test_bf16_autocast_trains_through_the_stand_ins(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--amp on a GPU hands bf16 tensors to the stand-ins; CPU autocast forces that path: finite losses, gradients."""
+    from mmdet.models.losses import focal_loss
+    from mmdet.registry import MODELS
+    from mmdet.testing import demo_mm_inputs
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+
+    register_all_modules()
+    path, num_classes, with_mask = CONFIGS[name]
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(path).model)
+    model.init_weights()
+    data = demo_mm_inputs(batch_size=2, image_shapes=[(3, 96, 128), (3, 80, 112)], num_items=[3, 2],
+                          num_classes=num_classes, with_mask=with_mask)
+    monkeypatch.setattr(focal_loss, "py_sigmoid_focal_loss", _via_mmcv_op)
+    with ops_backend.force_torchvision(), torch.autocast("cpu", dtype=torch.bfloat16):
+        batch = model.data_preprocessor(data, True)
+        losses = model.loss(batch["inputs"], batch["data_samples"])
+        total = sum(v.sum() if isinstance(v, torch.Tensor) else sum(x.sum() for x in v) for v in losses.values())
+        total.backward()
+    assert torch.isfinite(total)
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
