@@ -93,3 +93,14 @@ def test_wheel_tag_rules() -> None:
     assert gpu_check._fits_python("cp312", "abi3", (3, 12)) and gpu_check._fits_python("cp38", "abi3", (3, 12))
     assert not gpu_check._fits_python("cp313", "abi3", (3, 12))
     assert gpu_check._fits_python("py2.py3", "none", (3, 12)) and not gpu_check._fits_python("cp311", "cp311", (3, 12))
+
+
+def test_targets_lines_come_from_measured_figures() -> None:
+    fake = {"gpu": "GPU X", "amp_speedup": {"mask-rcnn": 1.5},
+            "pretrain_bench": {"img_per_s": {"plain": 1600.0}, "batch_size": 256, "amp": "bfloat16",
+                               "plain_over_bare": 0.93, "mix_overhead_pct": {"global+region": 1.2}}}
+    lines = gpu_check.targets(fake)
+    assert lines[0] == "mask-rcnn: AMP 1.50x faster than fp32 per iteration (target >= 1.3x)"
+    assert "1600 img/s at batch 256 (bfloat16, channels_last) on GPU X" in lines[1]
+    assert "0.930" in lines[2] and "+1.20%" in lines[3]
+    assert gpu_check.targets({"pretrain_bench": {"error": "OOM"}}) == []

@@ -361,7 +361,26 @@ def measure(out: Path, data_root: Path) -> dict:
     except Exception as err:  # noqa: BLE001
         result["pretrain_bench"] = {"error": f"{type(err).__name__}: {err}"}
     result["pretrain_bench"]["wall_s"] = round(time.perf_counter() - start, 1)
+    result["targets"] = targets(result)
+    for line in result["targets"]:
+        print(f"[gpu_check] {line}")
     return _save(out, result)
+
+
+def targets(result: dict) -> list[str]:
+    """The issue's speed targets next to the figures measured in this run (no verdict without a figure)."""
+    lines = []
+    for name, speedup in result.get("amp_speedup", {}).items():
+        lines.append(f"{name}: AMP {speedup:.2f}x faster than fp32 per iteration (target >= 1.3x)")
+    bench = result.get("pretrain_bench", {})
+    if "img_per_s" in bench:
+        plain = bench["img_per_s"]["plain"]
+        lines.append(f"MoCo v2 R50 224 px step: {plain:.0f} img/s at batch {bench['batch_size']} ({bench['amp']}, "
+                     f"channels_last) on {result['gpu']} (target >= 1500 on one H100)")
+        lines.append(f"MoCo step / bare network limit: {bench['plain_over_bare']:.3f} (target >= 0.9)")
+        for k, v in bench["mix_overhead_pct"].items():
+            lines.append(f"mixing overhead {k}: {v:+.2f}% of a step (target <= 2%)")
+    return lines
 
 
 def _save(out: Path, result: dict) -> dict:
