@@ -251,11 +251,14 @@ def run_detector(name: str, config: str, amp: bool, per_gpu: int, data_root: Pat
     from mmengine.optim import build_optim_wrapper
     from mmengine.runner import Runner
 
+    from mixbench.transfer import ops_backend
     from mixbench.transfer.runner import Checkpoint, build_config
 
     register_all_modules()
     cfg = build_config(ROOT / config, Checkpoint(name="random", path=None), Path(tempfile.gettempdir()) / name,
                        data_dir=data_root, amp=amp)
+    ops_backend.configure()  # as `mixbench transfer` does: mmcv's CUDA kernels, or torchvision's without them
+    ops_backend.check_config_ops(cfg.model)
     cfg.optim_wrapper.optimizer.lr = _scaled_lr(cfg, per_gpu)
     cfg.train_dataloader.batch_size = per_gpu
     cfg.train_dataloader.num_workers = 8
