@@ -205,7 +205,7 @@ def _dispatcher(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
             tv = _TORCHVISION_KERNELS.get(name)
             if tv is not None:
                 return tv(*args, **kwargs)
-            if on_cuda:  # another mmcv op on a GPU while mmcv has no CUDA kernels
+            if on_cuda and not _STATE.mmcv_cuda_ops:  # another mmcv op on a GPU, and mmcv has no CUDA kernels
                 raise OpsBackendError(
                     f"mmcv op '{name}' was called on {t.device} but this mmcv build has no CUDA ops, and mixbench "
                     f"stands in (with torchvision) only for {', '.join(OPS)}. To run this config on a GPU, {FIX}.")
@@ -300,7 +300,7 @@ def check_config_ops(model_cfg: Any, on_cuda: bool | None = None) -> None:
     """
     on_cuda = torch.cuda.is_available() if on_cuda is None else on_cuda
     configure()
-    if not on_cuda or _STATE.cuda != TORCHVISION:
+    if not on_cuda or _STATE.mmcv_cuda_ops:  # CPU kernels, or mmcv's CUDA kernels, run every op
         return
     bad = sorted({t for t in _config_types(model_cfg) if t in _OTHER_OP_TYPES and t not in _ALLOWED_TYPES})
     if bad:
