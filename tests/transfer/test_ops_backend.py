@@ -190,6 +190,20 @@ def test_other_mmcv_op_on_cuda_names_the_op_and_the_fix(monkeypatch: pytest.Monk
         conv(torch.rand(1, 2, 6, 6), torch.zeros(1, 18, 6, 6))
 
 
+def test_other_ops_use_mmcvs_cuda_kernels_when_the_build_has_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stand-ins forced for a comparison on a build WITH CUDA ops: other ops still reach mmcv's own kernels."""
+    from mmcv.ops import DeformConv2d
+
+    ops_backend.configure()
+    monkeypatch.setattr(ops_backend, "_is_cuda", lambda t: True)
+    monkeypatch.setattr(ops_backend._STATE, "mmcv_cuda_ops", True)
+    conv = DeformConv2d(2, 2, 3, padding=1)
+    with force_torchvision():
+        out = conv(torch.rand(1, 2, 6, 6), torch.zeros(1, 18, 6, 6))  # (here: mmcv's CPU kernel, the original)
+        ops_backend.check_config_ops({"type": "DCNv2"}, on_cuda=True)  # no error either
+    assert out.shape == (1, 2, 6, 6)
+
+
 def test_config_check_names_unsupported_ops() -> None:
     from mmengine.config import Config
 
