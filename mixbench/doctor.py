@@ -1,7 +1,9 @@
 """``mixbench doctor``: is the OpenMMLab stack usable here? Versions, mmcv's compiled ops, a tiny NMS/RoIAlign run.
 
 mmcv's ops are checked against torchvision's independent implementations of the same operators, on the CPU and,
-when one is visible, on the GPU. Exit code 0 only if everything mixbench needs works.
+when one is visible, on the GPU (there through whichever backend ``mixbench.transfer.ops_backend`` chose: mmcv's
+CUDA kernels, or torchvision's stand-ins when mmcv was built without them). It prints which backend runs each op on
+each device. Exit code 0 only if everything mixbench needs works.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ def _version(name: str) -> str | None:
         return None
 
 
-def _check_ops(device: str) -> None:
+def _check_ops(device: str, focal: bool = False) -> None:
+    """mmcv's nms and RoIAlign (and, with ``focal``, sigmoid_focal_loss) on ``device`` against torchvision's."""
     import torch
     import torchvision
     from mmcv.ops import RoIAlign, nms
@@ -45,6 +48,17 @@ def _check_ops(device: str) -> None:
     ref = torchvision.ops.roi_align(feat, rois, (3, 3), spatial_scale=1.0, sampling_ratio=2, aligned=True)
     if not torch.allclose(out, ref, atol=1e-5):
         raise RuntimeError(f"mmcv.ops.RoIAlign on {device} disagrees with torchvision.ops.roi_align")
+    if not focal:
+        return  # on CPU mmcv has no focal loss kernel (mmdet uses its Python focal loss there)
+    from mmcv.ops import sigmoid_focal_loss
+
+    logits = torch.randn(16, 3, generator=g).to(device)
+    labels = torch.randint(0, 4, (16,), generator=g).to(device)
+    out = sigmoid_focal_loss(logits, labels, 2.0, 0.25, None, "sum")
+    onehot = torch.nn.functional.one_hot(labels, 4)[:, :3].float()
+    ref = torchvision.ops.sigmoid_focal_loss(logits, onehot, alpha=0.25, gamma=2.0, reduction="sum")
+    if not torch.allclose(out, ref, rtol=1e-4):
+        raise RuntimeError(f"mmcv.ops.sigmoid_focal_loss on {device} disagrees with torchvision's")
 
 
 def run_doctor(print_fn: Callable[[str], None] = print) -> int:
@@ -66,15 +80,20 @@ def run_doctor(print_fn: Callable[[str], None] = print) -> int:
     try:
         from mmcv.ops import get_compiler_version, get_compiling_cuda_version
 
+        from mixbench.transfer.ops_backend import configure
+
         cuda_ops = get_compiling_cuda_version()
         print_fn(f"mmcv ops     compiled ({get_compiler_version()}; CUDA ops: "
                  f"{'yes, CUDA ' + cuda_ops if cuda_ops not in ('', 'not available') else 'no (CPU only)'})")
-        if torch.cuda.is_available() and cuda_ops in ("", "not available"):
-            problems.append("a GPU is visible but mmcv was built without CUDA ops")
-            devices = ["cpu"]
+        table = configure()
+        for op, row in table.items():
+            print_fn(f"op backend   {op:<20} cpu: {row['cpu']:<13} cuda: {row['cuda']}"
+                     + ("" if torch.cuda.is_available() else " (no GPU visible)"))
         for device in devices:
-            _check_ops(device)
-            print_fn(f"ops check    nms + RoIAlign on {device}: match torchvision")
+            _check_ops(device, focal=device != "cpu")
+            what = "nms + RoIAlign" + (" + sigmoid_focal_loss" if device != "cpu" else "")
+            backend = table["nms/batched_nms"][device]
+            print_fn(f"ops check    {what} on {device}: match torchvision (backend: {backend})")
     except Exception as err:  # ImportError (no mmcv._ext) or a numerical mismatch: both mean "not usable"
         problems.append(f"mmcv's compiled ops are not usable: {err}")
 

@@ -16,6 +16,13 @@ peak resident set (``VmHWM`` of /proc/self/status, reset per variant by writing 
 The CPU number includes everything resident (Python, torch, the allocator's cache), so compare it between
 rows only.
 
+With ``bare=True`` one more row, ``bare``, times the same network work without MoCo's bookkeeping: a plain
+encoder's forward + backward + SGD step on the query batch plus a forward of a second encoder on the key batch
+(normalised float inputs, no preprocessor, no queue, no momentum update). ``plain`` over ``bare`` img/s is how
+close the MoCo step comes to that limit (the issue's target: >= 0.9). ``amp_dtype`` ('bfloat16'/'float16') runs
+every variant under mmengine's AmpOptimWrapper (autocast; fp16 with dynamic loss scaling), ``channels_last`` stores
+the encoders' weights NHWC.
+
 Run::
 
     mixbench bench pretrain                                      # CPU: ResNet-18, 64 px, batch 32
@@ -100,6 +107,17 @@ def _reset_vmhwm() -> bool:
         return False
 
 
+def _optim_wrapper(model: torch.nn.Module, amp_dtype: str | None):
+    """SGD as in MoCo v2, in mmengine's OptimWrapper, or its AmpOptimWrapper (bf16: no loss scaling needed)."""
+    from mmengine.optim import AmpOptimWrapper, OptimWrapper
+
+    sgd = torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9, weight_decay=1e-4)
+    if amp_dtype is None:
+        return OptimWrapper(sgd)
+    scale = dict(enabled=False) if amp_dtype == "bfloat16" else "dynamic"
+    return AmpOptimWrapper(optimizer=sgd, dtype=amp_dtype, loss_scale=scale)
+
+
 def _timed(fn: Callable[[], Any], device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -120,6 +138,9 @@ def run_bench(
     K: int = 4096,
     device: str = "cpu",
     seed: int = 0,
+    amp_dtype: str | None = None,
+    channels_last: bool = False,
+    bare: bool = False,
 ) -> tuple[list[dict[str, Any]], str]:
     """Time every variant of :data:`VARIANTS`; returns (rows, memory kind).
 
@@ -128,7 +149,6 @@ def run_bench(
     preprocessor time), mix_cost_pct ((prep_ms - plain prep_ms) / plain step_ms * 100), peak_mib,
     peak_delta_mib (peak minus the memory in use when the variant started), n_steps.
     """
-    from mmengine.optim import OptimWrapper
 
     from mixbench.pretrain.moco import MoCo
     from mixbench.pretrain.preprocessor import MixPreprocessor
@@ -138,8 +158,9 @@ def run_bench(
     dev = torch.device(device)
     torch.manual_seed(seed)
     # MoCo v2 as in the paper's MoCo runs (MLP head, T = 0.2); K only sizes the queue matmul.
-    model = MoCo(arch=arch, dim=128, K=K, m=0.999, T=0.2, mlp=True).to(dev)
-    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9, weight_decay=1e-4))
+    layout = torch.channels_last if channels_last else torch.preserve_format
+    model = MoCo(arch=arch, dim=128, K=K, m=0.999, T=0.2, mlp=True).to(dev, memory_format=layout)
+    optim = _optim_wrapper(model, amp_dtype)
     gen = torch.Generator().manual_seed(seed)
     views = [
         torch.randint(0, 256, (batch_size, 3, img_size, img_size), dtype=torch.uint8, generator=gen) for _ in range(2)
@@ -156,20 +177,43 @@ def run_bench(
     def step() -> None:
         model.train_step(data, optim)
 
+    if bare:  # same encoders, same precision and layout, none of MoCo's bookkeeping
+        from mixbench.pretrain.backbones import build_backbone
+
+        enc_q = build_backbone(arch, num_classes=128).to(dev, memory_format=layout).train()
+        enc_k = build_backbone(arch, num_classes=128).to(dev, memory_format=layout).train()
+        bare_optim = _optim_wrapper(enc_q, amp_dtype)
+        xq, xk = (((v.float() - 127.5) / 64.0).to(dev) for v in views)
+
+        def bare_step() -> None:
+            with bare_optim.optim_context(enc_q):
+                loss = enc_q(xq).float().pow(2).mean()
+                with torch.no_grad():
+                    enc_k(xk)
+            bare_optim.update_params(loss)
+
+        step_times["bare"], prep_times["bare"], peaks["bare"], deltas["bare"] = [], [], 0.0, 0.0  # timed, not mixed
+
     for name in VARIANTS:  # warm up every variant (allocator, kernels, autotuning) before timing any
         model.data_preprocessor = preps[name]
         for _ in range(warmup):
             step()
-    names = list(VARIANTS)
+    if bare:
+        for _ in range(warmup):
+            bare_step()
+    names = list(VARIANTS) + (["bare"] if bare else [])
     for r in range(rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
-            model.data_preprocessor = preps[name]
             base = memory.reset()
-            for _ in range(steps):
-                step_times[name].append(_timed(step, dev))
-                with torch.no_grad():
-                    prep_times[name].append(_timed(lambda p=preps[name]: p(data, True), dev))
+            if name == "bare":
+                step_times[name].extend(_timed(bare_step, dev) for _ in range(steps))
+            else:
+                model.data_preprocessor = preps[name]
+                for _ in range(steps):
+                    step_times[name].append(_timed(step, dev))
+                    with torch.no_grad():
+                        prep_times[name].append(_timed(lambda p=preps[name]: p(data, True), dev))
             peak = memory.read_mib()
             peaks[name] = max(peaks[name], peak)
             deltas[name] = max(deltas[name], peak - base)
@@ -179,7 +223,7 @@ def run_bench(
     rows = []
     for name in names:
         step_s = statistics.median(step_times[name])
-        prep_s = statistics.median(prep_times[name])
+        prep_s = statistics.median(prep_times[name]) if prep_times[name] else float("nan")  # bare: no preprocessor
         rows.append(
             {
                 "variant": name,
@@ -194,6 +238,7 @@ def run_bench(
                 "peak_mib": peaks[name],
                 "peak_delta_mib": deltas[name],
                 "n_steps": len(step_times[name]),
+                "img_per_s": batch_size / step_s,
             }
         )
     return rows, memory.kind

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmengine.registry import HOOKS
+from mmengine.registry import HOOKS, MODELS
+from torch import nn
 
 
 def checkpoint_meta(model, config_name: str) -> dict:
@@ -25,6 +27,15 @@ def checkpoint_meta(model, config_name: str) -> dict:
     return meta
 
 
+@MODELS.register_module()
+def ChannelsLastModel(model: dict) -> nn.Module:  # noqa: N802  (an mmengine registry type name)
+    """Build ``model`` and store its 4-d weights channels_last (NHWC), so convolutions run in that layout.
+
+    A builder rather than a wrapper module: the state_dict keys, checkpoints and converters see the model itself.
+    """
+    return MODELS.build(model).to(memory_format=torch.channels_last)
+
+
 @HOOKS.register_module()
 class MixbenchMetaHook(Hook):
     """Add ``meta['mixbench']``: method, arch, width, feature_dim, pixel_mean/std, color, mixture, config."""
@@ -34,7 +45,10 @@ class MixbenchMetaHook(Hook):
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         filename = getattr(runner.cfg, "filename", None)
         config_name = Path(filename).stem if filename else runner.experiment_name
-        checkpoint.setdefault("meta", {})["mixbench"] = checkpoint_meta(runner.model, config_name)
+        meta = checkpoint.setdefault("meta", {})
+        meta["mixbench"] = checkpoint_meta(runner.model, config_name)
+        # how it was trained: precision (fp32/bf16/fp16), loss scaling, channels_last, cudnn benchmark, device
+        meta["mixbench_run"] = dict(runner.cfg.get("mixbench_run") or {})
 
 
 @HOOKS.register_module()

@@ -29,6 +29,7 @@ from mmengine.model import BaseModel
 from mmengine.registry import METRICS, MODELS
 
 from mixbench.base.launch import init_cpu_process_group, use_cpu_ddp
+from mixbench.base.precision import apply_run_settings
 from mixbench.pretrain import data as _data  # noqa: F401  (registers ImageFolderViews, eval_collate)
 from mixbench.pretrain.data import resolve_classes
 
@@ -110,8 +111,11 @@ def run_linear(
     work_dir: str | None = None,
     cfg_options: dict[str, Any] | None = None,
     launcher: str = "none",
+    amp: bool = False,
 ) -> dict[str, Any]:
     """Train and evaluate the linear classifier; returns the final validation metrics (+ run facts).
+
+    ``amp``: :mod:`mixbench.base.precision` (bf16/fp16 on a GPU, fp32 on CPU); stored in the result's ``run``.
 
     The checkpoint is injected as ``model.extractor.spec``; ``model.num_classes=None`` in a config means
     "count the class folders" (the synthetic preset). The result is also written to
@@ -133,6 +137,7 @@ def run_linear(
     ckpt_name = Path(str(checkpoint).replace("random:", "random_")).stem
     cfg.work_dir = work_dir or str(Path("work_dirs") / "linear" / f"{Path(config).stem}_{ckpt_name}")
     cfg.launcher = launcher
+    run = apply_run_settings(cfg, amp=amp)
     if launcher != "none" and not torch.cuda.is_available():
         init_cpu_process_group(launcher)
         use_cpu_ddp(cfg)
@@ -152,6 +157,7 @@ def run_linear(
         "num_classes": int(cfg.model.num_classes),
         "feature_dim": int(runner.model.backbone.feature_dim) if hasattr(runner.model, "backbone") else None,
         "metrics": metrics,
+        "run": run,
     }
     if runner.rank == 0:
         atomic_write_json(Path(cfg.work_dir) / "linear_result.json", result)

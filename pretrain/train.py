@@ -3,6 +3,7 @@
     mixbench pretrain configs/pretrain/moco_r18_synthetic.py      # one process
     torchrun --nproc_per_node 2 -m pretrain.train CONFIG --launcher pytorch   # 2 processes, gloo on CPU
     mixbench pretrain CONFIG --resume                             # continue from last_checkpoint
+    mixbench pretrain CONFIG --amp --channels-last                # GPU: bf16 (or fp16 + loss scaling), NHWC
 
 On CPU, mmengine's Runner runs distributed only with three adjustments (DESIGN.md, stack facts): the gloo
 process group is initialised here before the Runner (its ``pytorch`` launcher calls
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 
 from mixbench.base.launch import LAUNCHERS, init_cpu_process_group, use_cpu_ddp
+from mixbench.base.precision import apply_run_settings
 
 
 def default_work_dir(config: str | os.PathLike) -> Path:
@@ -51,8 +53,14 @@ def build_config(
     launcher: str = "none",
     resume: bool = False,
     amp: bool = False,
+    channels_last: bool = False,
 ):
-    """Load CONFIG and apply the command-line choices; returns an mmengine ``Config``."""
+    """Load CONFIG and apply the command-line choices; returns an mmengine ``Config``.
+
+    ``amp``/``channels_last``: see :mod:`mixbench.base.precision` (on CPU ``--amp`` keeps fp32 and says so); the
+    settings land in ``cfg.mixbench_run`` and, through ``MixbenchMetaHook``, in every checkpoint's
+    ``meta['mixbench_run']``.
+    """
     from mmengine.config import Config
 
     if launcher not in LAUNCHERS:
@@ -67,14 +75,12 @@ def build_config(
     if resume:
         cfg.resume = True  # mmengine finds work_dir/last_checkpoint
         cfg.load_from = None
-    if amp:
-        if not torch.cuda.is_available():
-            raise RuntimeError("--amp needs a GPU: mmengine's AmpOptimWrapper does not train on CPU")
-        cfg.optim_wrapper.type = "AmpOptimWrapper"
-        cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
+    apply_run_settings(cfg, amp=amp, channels_last=channels_last)
     if launcher != "none" and not torch.cuda.is_available():
         _setup_cpu_distributed(cfg, launcher)
     _fill_dataset_size(cfg)
+    if channels_last:  # converted when built, before mmengine wraps it in DDP (whose buckets follow the layout)
+        cfg.model = dict(type="ChannelsLastModel", model=cfg.model)
     return cfg
 
 
@@ -85,6 +91,7 @@ def train(
     launcher: str = "none",
     resume: bool = False,
     amp: bool = False,
+    channels_last: bool = False,
 ) -> Path:
     """Pretrain with mmengine's Runner; returns the work_dir (``epoch_N.pth``, ``last_checkpoint``)."""
     from mmengine.runner import Runner
@@ -92,7 +99,7 @@ def train(
     from mixbench.base.safe_load import allow_mmengine_checkpoints
 
     allow_mmengine_checkpoints()  # so the Runner can resume its own checkpoints under weights_only loading
-    cfg = build_config(config, work_dir, cfg_options, launcher, resume, amp)
+    cfg = build_config(config, work_dir, cfg_options, launcher, resume, amp, channels_last)
     if cfg.get("cpu_threads") and not torch.cuda.is_available():
         torch.set_num_threads(int(cfg.cpu_threads))
     runner = Runner.from_cfg(cfg)

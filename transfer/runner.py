@@ -28,6 +28,8 @@ from typing import Any
 import torch
 
 from mixbench.base.launch import init_cpu_process_group, use_cpu_ddp
+from mixbench.base.precision import apply_run_settings
+from mixbench.transfer import ops_backend
 from mixbench.transfer.records import (
     SCHEMA,
     git_commit,
@@ -219,7 +221,7 @@ def work_dir_for(config: str | Path, ckpt_name: str, root: str | Path = "work_di
 
 def build_config(config: str | Path, ckpt: Checkpoint, work_dir: Path, *, data_dir: str | Path | None = None,
                  cfg_options: dict | None = None, world_size: int = 1, seed: int = 0, resume: bool = True,
-                 launcher: str = "none") -> Any:
+                 launcher: str = "none", amp: bool = False) -> Any:
     """Load a transfer config and inject checkpoint, pixel statistics, data root, BN type and run settings."""
     from mmengine.config import Config
 
@@ -248,6 +250,7 @@ def build_config(config: str | Path, ckpt: Checkpoint, work_dir: Path, *, data_d
     cfg.visualizer.name = f"{Path(config).stem}/{ckpt.name}/{time.time_ns()}"
     if launcher != "none" and not torch.cuda.is_available():
         use_cpu_ddp(cfg)
+    apply_run_settings(cfg, amp=amp)  # --amp, cudnn benchmark on GPU -> cfg.mixbench_run (stored in the record)
     return cfg
 
 
@@ -328,7 +331,8 @@ def _clear_checkpoints(work_dir: Path) -> None:
 def run_transfer(config: str | Path, ckpt: Checkpoint, *, records_dir: str | Path = "results/records",
                  work_root: str | Path = "work_dirs/transfer", cache_dir: str | Path | None = None,
                  data_dir: str | Path | None = None, cfg_options: dict | None = None, force: bool = False,
-                 seed: int = 0, launcher: str = "none", world_size: int | None = None) -> dict[str, Any]:
+                 seed: int = 0, launcher: str = "none", world_size: int | None = None,
+                 amp: bool = False) -> dict[str, Any]:
     """Fine-tune and evaluate one checkpoint with one config; return (and write) its run record.
 
     A finished record for the same checkpoint content and config is returned as is unless ``force``.
@@ -354,8 +358,10 @@ def run_transfer(config: str | Path, ckpt: Checkpoint, *, records_dir: str | Pat
         _clear_checkpoints(work_dir)
 
     cfg = build_config(config, ckpt, work_dir, data_dir=data_dir, cfg_options=cfg_options,
-                       world_size=world_size, seed=seed, resume=True, launcher=launcher)
+                       world_size=world_size, seed=seed, resume=True, launcher=launcher, amp=amp)
     settings = key_settings(cfg, world_size)
+    op_backends = ops_backend.configure()  # chosen once per process: mmcv kernels, or torchvision on CUDA
+    ops_backend.check_config_ops(cfg.model)
     allow_mmengine_checkpoints()  # mmengine resumes its own checkpoints under weights_only=True
     started = time.time()
     runner = Runner.from_cfg(cfg)
@@ -381,6 +387,8 @@ def run_transfer(config: str | Path, ckpt: Checkpoint, *, records_dir: str | Pat
         "seed": seed,
         "world_size": world_size,
         "launcher": launcher,
+        "precision": _plain(cfg.mixbench_run),
+        "ops_backend": op_backends,
         "hardware": hardware(),
         "packages": package_versions(),
         "git_commit": git_commit(),

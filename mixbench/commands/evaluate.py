@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from mixbench.base.precision import AMP_HELP
+
 
 def _linear(args: argparse.Namespace) -> int:
     from mixbench.base.config import parse_cfg_options, resolve_config
@@ -15,7 +17,7 @@ def _linear(args: argparse.Namespace) -> int:
 
     result = run_linear(
         resolve_config(args.config), args.checkpoint, args.work_dir, parse_cfg_options(args.cfg_options),
-        args.launcher,
+        args.launcher, amp=args.amp,
     )
     m = result["metrics"]
     print(
@@ -122,6 +124,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--work-dir", default=None, help="default: work_dirs/linear/<config>_<checkpoint>")
     p.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help="override config keys")
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
+    p.add_argument("--amp", action="store_true", help=AMP_HELP)
     p.set_defaults(func=_linear)
 
     p = sub.add_parser("knn", help="weighted kNN top-1 on frozen features (k=200, T=0.1)")

@@ -1,8 +1,11 @@
-"""``mixbench pretrain CONFIG [--work-dir D] [--cfg-options k=v ...] [--launcher L] [--resume] [--amp]``."""
+"""``mixbench pretrain CONFIG [--work-dir D] [--cfg-options k=v ...] [--launcher L] [--resume] [--amp]
+[--channels-last]``."""
 
 from __future__ import annotations
 
 import argparse
+
+from mixbench.base.precision import AMP_HELP
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     parser.add_argument("--resume", action="store_true", help="continue from work_dir/last_checkpoint")
-    parser.add_argument("--amp", action="store_true", help="mixed precision (mmengine AmpOptimWrapper)")
+    parser.add_argument("--amp", action="store_true", help=AMP_HELP)
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory layout for the encoders")
     # torchrun < 2.0 passes --local_rank; accept and ignore it (LOCAL_RANK is in the environment).
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
 
@@ -33,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         launcher=args.launcher,
         resume=args.resume,
         amp=args.amp,
+        channels_last=args.channels_last,
     )
     print(f"work_dir: {work_dir}")
     return 0

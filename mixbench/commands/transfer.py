@@ -9,6 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from mixbench.base.precision import AMP_HELP
+
 
 def _configs_for(args: argparse.Namespace) -> list[Path]:
     from mixbench.base.config import resolve_config
@@ -22,6 +24,7 @@ def _configs_for(args: argparse.Namespace) -> list[Path]:
 
 
 def _transfer(args: argparse.Namespace) -> int:
+    from mixbench.transfer.ops_backend import OpsBackendError
     from mixbench.transfer.runner import (
         TransferError,
         init_launcher,
@@ -47,8 +50,8 @@ def _transfer(args: argparse.Namespace) -> int:
             for ckpt in ckpts:
                 run_transfer(config, ckpt, records_dir=args.records_dir, work_root=args.work_root,
                              data_dir=args.data_root, cfg_options=cfg_options, force=args.force, seed=args.seed,
-                             launcher=args.launcher, world_size=world_size)
-    except (TransferError, FileNotFoundError, ValueError) as err:
+                             launcher=args.launcher, world_size=world_size, amp=args.amp)
+    except (TransferError, OpsBackendError, FileNotFoundError, ValueError) as err:
         print(f"mixbench transfer: error: {err}", file=sys.stderr)
         return 2
     return 0
@@ -103,6 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", help="converted checkpoints, keyed by sha256 (default WORK_ROOT/_converted)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="rerun finished runs from scratch")
+    p.add_argument("--amp", action="store_true", help=AMP_HELP)
     p.set_defaults(func=_transfer)
 
     p = sub.add_parser("table", help="Tables 7/8 layouts from run records (markdown, csv, latex)")

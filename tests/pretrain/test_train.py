@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from mixbench.base.safe_load import safe_torch_load
 
@@ -45,9 +46,15 @@ def _as_dict(options: list[str]) -> dict:
 def test_moco_mix_run_saves_contract_checkpoint(synthetic_root, tmp_path):
     from mixbench.pretrain.train import train
 
-    work_dir = train(MOCO_MIX, tmp_path / "wd", _as_dict(_tiny_options(synthetic_root["imagenet"], 1)))
+    with pytest.warns(UserWarning, match="--amp ignored: no GPU"):
+        work_dir = train(MOCO_MIX, tmp_path / "wd", _as_dict(_tiny_options(synthetic_root["imagenet"], 1)),
+                         amp=True, channels_last=True)
     assert (work_dir / "last_checkpoint").read_text().strip().endswith("epoch_1.pth")
     ckpt = safe_torch_load(work_dir / "epoch_1.pth")
+    run = ckpt["meta"]["mixbench_run"]  # CPU: --amp stays fp32 and says so; channels_last applied
+    assert run["precision"] == "fp32" and run["amp_requested"] and "no GPU" in run["note"]
+    assert run["channels_last"] and run["device"] == "cpu" and not run["cudnn_benchmark"]
+    assert ckpt["state_dict"]["encoder_q.conv1.weight"].is_contiguous(memory_format=torch.channels_last)
     meta = ckpt["meta"]["mixbench"]
     assert meta["method"] == "moco" and meta["arch"] == "resnet18" and meta["width"] == 1.0
     assert meta["feature_dim"] == 512 and meta["color"] is None
@@ -139,3 +146,18 @@ def test_device_views_config_trains(synthetic_root, tmp_path):
     assert ckpt["state_dict"]["queue_ptr"].item() == 32 % 64  # the epoch's 32 images went through the queue
     log = next(work_dir.glob("*/*.log")).read_text()
     assert "kNN epoch 1" in log
+
+def test_channels_last_builds_the_model_in_nhwc_before_the_runner_wraps_it(tmp_path):
+    from mmengine.registry import MODELS
+
+    import mixbench.pretrain.registry  # noqa: F401
+    from mixbench.pretrain.train import build_config
+
+    cfg = build_config(MOCO_MIX, tmp_path, channels_last=True)
+    assert cfg.model.type == "ChannelsLastModel" and cfg.mixbench_run["channels_last"]
+    model = MODELS.build(cfg.model)
+    assert type(model).__name__ == "MoCo"  # the model itself: same state_dict keys, same converters
+    convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    plain = build_config(MOCO_MIX, tmp_path)
+    assert plain.model.type == "MoCo" and plain.mixbench_run["precision"] == "fp32"

@@ -82,3 +82,16 @@ def test_pipeline_bench_bad_data(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="no ImageNet-style"):
         resolve_image_root(tmp_path)
+
+def test_bench_bare_limit_row_and_channels_last():
+    """The GPU check's settings on CPU: a 'bare' row (the same network work without MoCo) and NHWC weights."""
+    import math
+
+    from mixbench.pretrain.bench import run_bench
+
+    rows, _ = run_bench(arch="resnet18", img_size=32, batch_size=4, steps=1, warmup=1, rounds=1, K=16,
+                        channels_last=True, bare=True)
+    by = {r["variant"]: r for r in rows}
+    assert sorted(by) == sorted([*VARIANTS, "bare"])
+    assert all(r["img_per_s"] == pytest.approx(4 / (r["step_ms"] / 1e3)) for r in rows)
+    assert math.isnan(by["bare"]["prep_ms"]) and by["bare"]["n_steps"] == 1

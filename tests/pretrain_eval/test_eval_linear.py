@@ -35,6 +35,7 @@ def test_linear_eval_end_to_end(synthetic_root, tmp_path, capsys):
     result = json.loads((tmp_path / "linear_result.json").read_text())
     top1 = result["metrics"]["accuracy/top1"]
     assert 0.0 <= top1 <= 1.0 and result["num_classes"] == 4 and result["feature_dim"] == 512
+    assert result["run"]["precision"] == "fp32" and result["run"]["device"] == "cpu"
 
     ckpt = safe_torch_load(tmp_path / "epoch_2.pth")
     state = ckpt["state_dict"]

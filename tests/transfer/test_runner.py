@@ -64,6 +64,7 @@ def test_build_config_injects_checkpoint_statistics_root_and_bn(tmp_path):
     assert cfg.model.backbone.init_cfg == dict(type="Pretrained", checkpoint=str(tmp_path / "conv.pth"))
     assert cfg.model.data_preprocessor.mean == [1.0, 2.0, 3.0] and cfg.model.data_preprocessor.std == [4, 5, 6]
     assert cfg.model.backbone.norm_cfg.type == "BN"  # one process: SyncBN would not run
+    assert cfg.mixbench_run["precision"] == "fp32" and cfg.optim_wrapper.type == "OptimWrapper"
     root = str(tmp_path / "data" / "coco") + "/"
     assert cfg.train_dataloader.dataset.data_root == root and cfg.test_dataloader.dataset.data_root == root
     assert cfg.test_evaluator.ann_file == root + "annotations/instances_val2017.json"
@@ -145,10 +146,15 @@ def test_public_moco_layout_end_to_end_through_the_cli(tmp_path, synthetic_root,
             str(tmp_path / "wd"), "--cfg-options", "train_dataloader.dataset.times=1", "train_cfg.max_epochs=1",
             "train_cfg.val_interval=2", "val_dataloader.num_workers=0", "val_dataloader.persistent_workers=False",
             # the paper's R50 config with an R18 backbone: the same code path at a fraction of the CPU time
-            "model.backbone.depth=18", "model.neck.in_channels=[64,128,256,512]", *TINY]
-    assert main(argv) == 0
+            "model.backbone.depth=18", "model.neck.in_channels=[64,128,256,512]", *TINY, "--amp"]
+    with pytest.warns(UserWarning, match="--amp ignored: no GPU"):
+        assert main(argv) == 0
     (rec_file,) = (tmp_path / "rec").rglob("*.json")
     rec = json.loads(rec_file.read_text())
+    from mixbench.transfer.ops_backend import backends
+
+    assert rec["precision"]["precision"] == "fp32" and rec["precision"]["amp_requested"]  # CPU stays fp32
+    assert rec["ops_backend"] == backends() and rec["ops_backend"]["nms/batched_nms"]["cpu"] == "mmcv"
     assert rec["checkpoint"]["name"] == "moco_layout" and rec["checkpoint"]["sha256"] == sha256_file(src)
     assert rec["config"]["name"] == "faster-rcnn_r50_fpn_frozen-bn_1x_voc0712"
     assert rec["config"]["settings"]["backbone"] == "R18" and rec["config"]["settings"]["train_scale"] == [128, 96]
