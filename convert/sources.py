@@ -6,6 +6,7 @@ looks at keys only (plus our own metadata where present), never at file names, a
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from collections.abc import Mapping
@@ -110,7 +111,11 @@ def load_source(path: str | Path) -> Any:
     """
     path = Path(path)
     try:
-        return safe_torch_load(path)
+        # DINO's full checkpoints store their command line as an argparse.Namespace. It is a plain attribute bag
+        # (no __setstate__/__reduce__ of its own), and its values still go through the weights-only unpickler,
+        # so allowing the class lets those files load without allowing any code.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return safe_torch_load(path)
     except (ValueError, UnsafeCheckpointError) as err:
         if path.suffix == ".pkl":
             raise ConversionError(
@@ -153,14 +158,14 @@ def _find_state_dict(obj: Any, where: str) -> tuple[dict[str, Any], str | None]:
         return _flatten(vissl), ".".join(_VISSL_MODEL)
     if _has_tensors(obj.get("teacher")) and _has_tensors(obj.get("student")):
         return _flatten({"teacher": obj["teacher"], "student": obj["student"]}), "teacher+student"
-    for container in ("state_dict", "model"):
+    for container in ("state_dict", "model", "net"):  # 'net': the common CIFAR training scripts' checkpoint
         inner = obj.get(container)
         if _has_tensors(inner):
             return dict(inner), container
     if _has_tensors(obj):
         return dict(obj), None
     raise ConversionError(
-        f"{where}: no tensors at the top level or under 'state_dict'/'model'/'teacher'/'classy_state_dict'; "
+        f"{where}: no tensors at the top level or under 'state_dict'/'model'/'net'/'teacher'/'classy_state_dict'; "
         f"{_EXPECTED}. {describe_file(obj, {}, None)}"
     )
 

@@ -151,4 +151,4 @@ def test_forced_source_layout(tmp_path: Path, r18_sd) -> None:
     _convert_fails(tmp_path, r18_sd, "official CMC release", source="cmc-official")
     _convert_fails(tmp_path, r18_sd, "unknown source layout", source="caffe2")
     rep = convert_checkpoint(tmp_path / "src.pth", tmp_path / "ok.pth", to="mmdet", source="torchvision")
-    assert rep.layout_reason == "chosen with --source" and rep.arch == "resnet18"
+    assert rep.layout_reason == "chosen with --layout" and rep.arch == "resnet18"
