@@ -73,7 +73,7 @@ LAYOUTS: dict[str, LayoutInfo] = {
 RELEASES: tuple[Release, ...] = (
     Release("mixbench MoCo pretraining checkpoint (ours)", "mixbench-moco", _RELEASE_TEST),
     Release("mixbench CMC pretraining checkpoint (ours)", "mixbench-cmc", "tests/convert/test_convert_cmc_fold.py"),
-    Release("mixbench mmdet/torchvision output (ours, converted again)", "mixbench-mmdet",
+    Release("mixbench mmdet output (ours, converted again)", "mixbench-mmdet",
             "tests/convert/test_convert_roundtrip.py::test_idempotent_reconversion"),
     Release("MoCo v1/v2 (moco_v2_800ep_pretrain.pth.tar)", "moco-public", _RELEASE_TEST),
     Release("MoCo v3 ResNet-50 (r-50-1000ep.pth.tar)", "moco-v3", _RELEASE_TEST),

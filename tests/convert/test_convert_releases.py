@@ -265,6 +265,11 @@ def test_list_layouts_cli(capsys: pytest.CaptureFixture) -> None:
     assert capsys.readouterr().out.strip() == layout_table().strip()
     assert main(["convert", "only_src.pth"]) == 2
     assert "--list-layouts" in capsys.readouterr().err
+    parser = argparse.ArgumentParser(prog="mixbench")
+    cli.register(parser.add_subparsers(dest="command", required=True))
+    for flag in ("--layout", "--source"):  # --source: the flag's earlier name, kept working
+        args = parser.parse_args(["convert", "a.pth", "-o", "b.pth", "--to", "mmdet", flag, "vissl"])
+        assert args.source == "vissl"
 
 
 def test_resnet50_conversion_time(tmp_path: Path) -> None:
