@@ -155,10 +155,12 @@ def read_backbone(src: str | Path, arch: str | None = None, source: str = "auto"
 
     Steps: safe load (weights_only) -> detect layout -> key map (every key renamed or dropped by a named rule)
     -> CMC fold if needed -> exact check against torchvision's ResNet (no missing, extra or misshaped key).
-    Feature extraction (``mixbench.evaluate``) and every conversion target start from this.
+    BatchNorm ``num_batches_tracked`` buffers absent from old files are filled as torchvision would (a note says
+    so). Feature extraction (``mixbench.evaluate``) and every conversion target start from this.
 
     Raises:
-        ConversionError: unknown layout, unmapped/missing/extra/misshaped keys, wrong arch.
+        ConversionError: unknown layout, unmapped/missing/extra/misshaped keys, wrong arch; the message also names
+            the layout assumed, the file's structure and what to do.
         mixbench.base.safe_load.UnsafeCheckpointError: the file needs pickled code to load (nothing was run).
         FileNotFoundError: ``src`` does not exist.
     """

@@ -274,7 +274,12 @@ SOLO_LEARN_RULES: tuple[Rule, ...] = (
         None,
         "online linear classifier trained on detached features during pretraining (monitoring only)",
     ),
-    Rule("drop_queue", r"queue(?:_ptr|_y)?", None, "MoCo/NNCLR queue of negative features and its pointer"),
+    Rule(
+        "drop_queue",
+        r"queue(?:_ptr|_y)?|local_memory_(?:index|embeddings)",
+        None,
+        "MoCo/NNCLR queues and their pointer, DeepCluster v2's memory bank: not weights",
+    ),
 )
 
 # facebookresearch/vissl: checkpoint['classy_state_dict']['base_model']['model'] = {'trunk': ..., 'heads': ...};
