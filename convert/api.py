@@ -26,12 +26,12 @@ from mixbench.base.resnets import ARCHS, arch_from_blocks
 from mixbench.convert import cmc_fold
 from mixbench.convert.errors import ConversionError
 from mixbench.convert.keymaps import apply_rules
-from mixbench.convert.sources import DetectedSource, detect, load_source
-from mixbench.convert.targets import TARGETS, write_target
+from mixbench.convert.sources import DetectedSource, detect, explain, load_source
+from mixbench.convert.targets import TARGETS, detectron2_settings, write_target
 
 __all__ = [
-    "ARCH_DEPTHS", "Backbone", "ConversionReport", "convert_checkpoint", "expected_backbone_keys", "infer_arch",
-    "read_backbone",
+    "ARCH_DEPTHS", "Backbone", "ConversionReport", "convert_checkpoint", "expected_backbone_keys",
+    "fill_num_batches_tracked", "infer_arch", "read_backbone",
 ]
 
 ARCH_DEPTHS = {name: spec.depth for name, spec in ARCHS.items()}
@@ -54,6 +54,7 @@ class ConversionReport:
     notes: list[str] = field(default_factory=list)
     target_mapping: list[tuple[str, str | None, str]] = field(default_factory=list)
     elapsed_s: float = 0.0
+    target_settings: dict = field(default_factory=dict)  # detectron2: the config keys the weights need
 
 
 @cache
@@ -98,6 +99,23 @@ def _check_backbone(sd: dict[str, torch.Tensor], arch: str, where: str) -> None:
         )
 
 
+def fill_num_batches_tracked(sd: dict[str, torch.Tensor], arch: str) -> list[str]:
+    """Add the BatchNorm ``num_batches_tracked`` buffers a file lacks; return the keys filled.
+
+    Files saved before PyTorch 0.4.1 (torchvision's classic ``resnet50-19c8e357.pth``, many timm and older files)
+    have no such buffer. torchvision loads them anyway: ``BatchNorm._load_from_state_dict`` sees no version-2
+    metadata and keeps the module's own buffer, 0 in a new model. We fill the same 0 (int64, 0-d). Only a buffer
+    whose BatchNorm is otherwise present is filled, so a missing BatchNorm still fails the exact check.
+    """
+    filled = []
+    for key in expected_backbone_keys(arch):
+        bn = key.removesuffix("num_batches_tracked")
+        if key.endswith("num_batches_tracked") and key not in sd and f"{bn}running_mean" in sd:
+            sd[key] = torch.tensor(0, dtype=torch.long)
+            filled.append(key)
+    return filled
+
+
 def _pixel_stats(
     detected: DetectedSource, color: dict | None, notes: list[str]
 ) -> tuple[list[float], list[float]]:
@@ -137,10 +155,12 @@ def read_backbone(src: str | Path, arch: str | None = None, source: str = "auto"
 
     Steps: safe load (weights_only) -> detect layout -> key map (every key renamed or dropped by a named rule)
     -> CMC fold if needed -> exact check against torchvision's ResNet (no missing, extra or misshaped key).
-    Feature extraction (``mixbench.evaluate``) and every conversion target start from this.
+    BatchNorm ``num_batches_tracked`` buffers absent from old files are filled as torchvision would (a note says
+    so). Feature extraction (``mixbench.evaluate``) and every conversion target start from this.
 
     Raises:
-        ConversionError: unknown layout, unmapped/missing/extra/misshaped keys, wrong arch.
+        ConversionError: unknown layout, unmapped/missing/extra/misshaped keys, wrong arch; the message also names
+            the layout assumed, the file's structure and what to do.
         mixbench.base.safe_load.UnsafeCheckpointError: the file needs pickled code to load (nothing was run).
         FileNotFoundError: ``src`` does not exist.
     """
@@ -149,6 +169,13 @@ def read_backbone(src: str | Path, arch: str | None = None, source: str = "auto"
         raise ConversionError(f"unknown arch {arch!r}; choose one of {list(ARCH_DEPTHS)}")
     obj = load_source(src)
     detected = detect(obj, src, source)
+    try:
+        return _read_detected(src, detected, arch)
+    except ConversionError as err:  # say which layout was assumed and what the file looks like
+        raise ConversionError(f"{err}\n{explain(obj, detected)}") from None
+
+
+def _read_detected(src: Path, detected: DetectedSource, arch: str | None) -> Backbone:
     mapped = apply_rules(detected.state_dict, detected.layout.rules, str(src))
     notes: list[str] = []
 
@@ -175,6 +202,15 @@ def read_backbone(src: str | Path, arch: str | None = None, source: str = "auto"
         )
     if arch and looks and arch != looks:
         raise ConversionError(f"{src}: --arch {arch} given, but the checkpoint's keys are a {looks}")
+    if chosen in ARCH_DEPTHS:
+        backbone = dict(backbone)  # the mapped dict may be the loaded file's own tensors: do not add to it
+        filled = fill_num_batches_tracked(backbone, chosen)
+        if filled:
+            notes.append(
+                f"{len(filled)} BatchNorm num_batches_tracked buffers missing (a file saved before PyTorch 0.4.1, "
+                "like torchvision's classic releases): filled with 0, what torchvision's BatchNorm keeps when it "
+                "loads such a file; the counter only matters for BatchNorm(momentum=None), never in eval"
+            )
     _check_backbone(backbone, chosen, str(src))
 
     meta = {
@@ -223,7 +259,7 @@ def convert_checkpoint(
         out: output file (written atomically).
         to: 'torchvision' | 'mmdet' | 'detectron2'.
         arch: 'resnet18' ... 'resnet152'; None = from the checkpoint's metadata, else from its keys.
-        source: layout name (``convert.sources.LAYOUTS``) or 'auto'.
+        source: layout name (``convert.catalog.LAYOUTS``, the CLI's ``--layout``) or 'auto'.
         verbose: kept for API symmetry with the CLI (the report always carries the full mapping).
 
     Raises:
@@ -236,7 +272,11 @@ def convert_checkpoint(
     if to not in TARGETS:
         raise ConversionError(f"unknown target {to!r}; choose one of {list(TARGETS)}")
     bb = read_backbone(src, arch, source)
-    target = write_target(to, bb.tensors, out, bb.meta)
+    meta, settings = bb.meta, {}
+    if to == "detectron2":  # weights alone do not say how detectron2 must run them: record it with them
+        settings = detectron2_settings(bb.arch, bb.pixel_mean, bb.pixel_std)
+        meta = {**bb.meta, "detectron2_cfg": settings}
+    target = write_target(to, bb.tensors, out, meta)
     return ConversionReport(
         src=bb.src,
         out_path=out,
@@ -247,8 +287,9 @@ def convert_checkpoint(
         n_tensors=len(bb.tensors),
         rule_counts=bb.rule_counts,
         mapping=bb.mapping,
-        meta=bb.meta,
+        meta=meta,
         notes=bb.notes,
         target_mapping=target.log if target is not None else [],
         elapsed_s=time.perf_counter() - t0,
+        target_settings=settings,
     )

@@ -22,15 +22,22 @@ from mixbench.convert.errors import ConversionError
 
 __all__ = [
     "BACKBONE_KEY",
+    "BARLOW_FULL_RULES",
     "CMC_RULES",
     "DETECTRON2_RULES",
+    "DINO_FULL_RULES",
     "MMDET_RULES",
     "MMSELFSUP_RULES",
     "MOCO_PUBLIC_RULES",
     "MOCO_RULES",
+    "MOCO_V3_RULES",
     "MappingResult",
     "Rule",
+    "SIMSIAM_RULES",
+    "SOLO_LEARN_RULES",
+    "SWAV_RULES",
     "TORCHVISION_RULES",
+    "VISSL_RULES",
     "apply_rules",
 ]
 
@@ -142,8 +149,145 @@ MMSELFSUP_RULES: tuple[Rule, ...] = (
     ),
     Rule("drop_neck", r"neck\..+", None, "projection neck: trained for the pretext loss only"),
     Rule("drop_head", r"head\..+", None, "pretext loss head (some versions keep the MoCo queue here)"),
-    Rule("drop_queue", r"queue(?:_ptr)?", None, "MoCo's queue of negative features and its pointer"),
+    Rule(
+        "drop_queue",
+        r"queue2?(?:_ptr)?",
+        None,
+        "MoCo's queue of negative features and its pointer (DenseCL adds queue2 for its dense features)",
+    ),
     Rule("drop_data_preprocessor", r"data_preprocessor\..+", None, "normalisation constants, not weights"),
+)
+
+_MODULE = r"(?:module\.)?"  # DDP's prefix: present when the wrapped model was saved, absent otherwise
+
+
+def _backbone_under_any(prefix: str, name: str, reason: str) -> tuple[Rule, Rule]:
+    """Keep ``[module.]<prefix><backbone key>``: the same network saved with or without its DDP wrapper."""
+    return (
+        _backbone_under(f"module.{prefix}", f"{name}_ddp", f"{reason} (saved DDP-wrapped)"),
+        _backbone_under(prefix, name, reason),
+    )
+
+
+# facebookresearch/moco-v3 main_moco.py: torch.save({'state_dict': model.state_dict(), ...}) of the DDP-wrapped
+# MoCo_ResNet: base_encoder and momentum_encoder are torchvision ResNets whose fc is the projection MLP
+# (Linear/BatchNorm1d stack), predictor a second MLP. main_lincls.py keeps module.base_encoder minus fc.
+MOCO_V3_RULES: tuple[Rule, ...] = (
+    Rule(
+        "drop_projector",
+        rf"{_MODULE}base_encoder\.fc\..+",
+        None,
+        "MoCo v3 projection MLP (Linear + BatchNorm1d layers in fc): trained for the contrastive loss only",
+    ),
+    *_backbone_under_any("base_encoder.", "base_encoder", "base encoder = the one trained by gradient"),
+    Rule(
+        "drop_momentum_encoder",
+        rf"{_MODULE}momentum_encoder\..+",
+        None,
+        "momentum encoder: an EMA copy of base_encoder (with its own fc MLP); MoCo v3 transfers base_encoder",
+    ),
+    Rule("drop_predictor", rf"{_MODULE}predictor\..+", None, "MoCo v3 prediction MLP on the base branch"),
+)
+
+# facebookresearch/simsiam builder.py: one torchvision ResNet as ``encoder`` whose fc was replaced by the
+# 3-layer projector (Linear, BatchNorm1d, ReLU, ..., BatchNorm1d(affine=False)), plus ``predictor``.
+SIMSIAM_RULES: tuple[Rule, ...] = (
+    Rule(
+        "drop_projector",
+        rf"{_MODULE}encoder\.fc\..+",
+        None,
+        "SimSiam projector (3 Linear + BatchNorm1d layers in fc): trained for the loss only",
+    ),
+    *_backbone_under_any("encoder.", "encoder", "SimSiam's only encoder (shared by both views)"),
+    Rule("drop_predictor", rf"{_MODULE}predictor\..+", None, "SimSiam prediction MLP"),
+)
+
+# facebookresearch/swav src/resnet50.py: torchvision names (its extra ConstantPad2d(1) + conv1 padding 2 equals
+# torchvision's padding 3 with zeros, and has no weights) plus projection_head (MLP) and prototypes (one
+# Linear, or MultiPrototypes' prototypes.prototypesN). Saved DDP-wrapped: everything under module.
+SWAV_RULES: tuple[Rule, ...] = (
+    Rule("drop_projection_head", rf"{_MODULE}projection_head\..+", None, "SwAV projection MLP"),
+    Rule("drop_prototypes", rf"{_MODULE}prototypes\..+", None, "SwAV prototype vectors (the clustering layer)"),
+    *_backbone_under_any("", "backbone", "SwAV's only network, torchvision names"),
+)
+
+# facebookresearch/dino main_dino.py save_dict: {'student': ..., 'teacher': ..., 'optimizer', 'epoch', 'args',
+# 'dino_loss'}; each network is MultiCropWrapper(backbone, DINOHead) and, for a ResNet (it has BatchNorm), both
+# are DDP-wrapped (module.). ``sources`` puts the two side by side as teacher.* / student.*.
+DINO_FULL_RULES: tuple[Rule, ...] = (
+    Rule(
+        "teacher_ddp",
+        rf"teacher\.module\.backbone\.({BACKBONE_KEY})",
+        r"\1",
+        "DINO teacher backbone (DDP-wrapped, as main_dino.py saves a ResNet); eval_linear.py's default "
+        "checkpoint_key='teacher'",
+    ),
+    Rule(
+        "teacher",
+        rf"teacher\.backbone\.({BACKBONE_KEY})",
+        r"\1",
+        "DINO teacher backbone (eval_linear.py's default checkpoint_key='teacher')",
+    ),
+    Rule("drop_teacher_head", rf"teacher\.{_MODULE}head\..+", None, "DINO projection head (MLP + last_layer)"),
+    Rule(
+        "drop_student",
+        r"student\..+",
+        None,
+        "DINO student: trained by gradient, but DINO evaluates and releases the teacher (its EMA)",
+    ),
+)
+
+# facebookresearch/barlowtwins main.py checkpoint.pth: {'epoch', 'model': model.state_dict(), 'optimizer'} of
+# the DDP-wrapped BarlowTwins: backbone (torchvision ResNet, fc = Identity), projector, bn (BatchNorm1d without
+# affine, normalising the embeddings). The released resnet50.pth is model.module.backbone: torchvision layout.
+BARLOW_FULL_RULES: tuple[Rule, ...] = (
+    *_backbone_under_any("backbone.", "backbone", "Barlow Twins' one network (released as resnet50.pth)"),
+    Rule("drop_projector", rf"{_MODULE}projector\..+", None, "Barlow Twins projector MLP"),
+    Rule(
+        "drop_bn",
+        rf"{_MODULE}bn\..+",
+        None,
+        "BatchNorm1d(affine=False) on the embeddings before the cross-correlation: part of the loss",
+    ),
+)
+
+# vturrisi/solo-learn: a Lightning checkpoint whose state_dict is the method module: backbone (fc = Identity),
+# classifier (the online linear probe on detached features), projector/predictor/prototypes/head per method,
+# and for momentum methods momentum_backbone/momentum_projector/momentum_classifier/momentum_head, queue.
+SOLO_LEARN_RULES: tuple[Rule, ...] = (
+    _backbone_under("backbone.", "backbone", "online backbone, what solo-learn's main_linear.py loads"),
+    Rule(
+        "drop_momentum",
+        r"momentum_(?:backbone|projector|classifier|head)\..+",
+        None,
+        "momentum (EMA) copies of backbone/projector/classifier/head",
+    ),
+    Rule(
+        "drop_heads",
+        r"(?:projector|predictor|head|prototypes)(?:\..+)?",
+        None,
+        "method heads: projector, predictor, DINO head, SwAV/DeepCluster prototypes (pretext loss only)",
+    ),
+    Rule(
+        "drop_classifier",
+        r"classifier\.(?:weight|bias)",
+        None,
+        "online linear classifier trained on detached features during pretraining (monitoring only)",
+    ),
+    Rule(
+        "drop_queue",
+        r"queue(?:_ptr|_y)?|local_memory_(?:index|embeddings)",
+        None,
+        "MoCo/NNCLR queues and their pointer, DeepCluster v2's memory bank: not weights",
+    ),
+)
+
+# facebookresearch/vissl: checkpoint['classy_state_dict']['base_model']['model'] = {'trunk': ..., 'heads': ...};
+# its ResNeXt trunk keeps torchvision's modules in an nn.ModuleDict named _feature_blocks. ``sources`` flattens
+# the two dicts to trunk.* / heads.*.
+VISSL_RULES: tuple[Rule, ...] = (
+    _backbone_under("trunk._feature_blocks.", "trunk", "VISSL trunk: torchvision modules in _feature_blocks"),
+    Rule("drop_heads", r"heads\..+", None, "VISSL heads (projection MLP, prototypes or linear classifier)"),
 )
 
 # This project's CMC checkpoint (contract 2): two half-width ResNets. The halves keep separate prefixes here;

@@ -6,7 +6,9 @@ looks at keys only (plus our own metadata where present), never at file names, a
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +17,12 @@ from typing import Any
 import torch
 
 from mixbench.base.safe_load import UnsafeCheckpointError, safe_torch_load
-from mixbench.convert import keymaps
+from mixbench.convert import catalog, keymaps
 from mixbench.convert.errors import ConversionError
 from mixbench.convert.keymaps import Rule
 
-__all__ = ["LAYOUTS", "DetectedSource", "Layout", "detect", "load_source", "sidecar_meta_path"]
+__all__ = ["LAYOUTS", "DetectedSource", "Layout", "describe_file", "detect", "explain", "load_source",
+           "sidecar_meta_path"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class Layout:
     description: str
     rules: tuple[Rule, ...] | None
     refusal: str = ""
+    encoder: str = ""  # which encoder is taken, by the method's own convention (convert.catalog)
 
 
 _CMC_OFFICIAL_REFUSAL = (
@@ -40,46 +44,45 @@ _CMC_OFFICIAL_REFUSAL = (
     "that no conv1 can absorb. Convert a mixbench CMC checkpoint (encoder_l.*/encoder_ab.*, YCbCr) instead"
 )
 
+_RULES: dict[str, tuple[Rule, ...] | None] = {
+    "mixbench-mmdet": keymaps.MMDET_RULES,
+    "mixbench-moco": keymaps.MOCO_RULES,
+    "mixbench-cmc": keymaps.CMC_RULES,
+    "moco-public": keymaps.MOCO_PUBLIC_RULES,
+    "moco-v3": keymaps.MOCO_V3_RULES,
+    "simsiam": keymaps.SIMSIAM_RULES,
+    "swav": keymaps.SWAV_RULES,
+    "dino-full": keymaps.DINO_FULL_RULES,
+    "barlow-full": keymaps.BARLOW_FULL_RULES,
+    "solo-learn": keymaps.SOLO_LEARN_RULES,
+    "vissl": keymaps.VISSL_RULES,
+    "mmselfsup": keymaps.MMSELFSUP_RULES,
+    "torchvision": keymaps.TORCHVISION_RULES,
+    "cmc-official": None,
+}
+if set(_RULES) != set(catalog.LAYOUTS):  # one list of names (the catalog, torch-free for the CLI)
+    raise ImportError(f"convert.catalog and convert.sources disagree: {sorted(set(_RULES) ^ set(catalog.LAYOUTS))}")
+
 LAYOUTS: dict[str, Layout] = {
-    layout.name: layout
-    for layout in (
-        Layout(
-            "mixbench-mmdet",
-            "mixbench mmdet backbone file (our own output; re-conversion is idempotent)",
-            keymaps.MMDET_RULES,
-        ),
-        Layout(
-            "mixbench-moco",
-            "mixbench MoCo pretraining checkpoint (state_dict: encoder_q.*/encoder_k.*/queue)",
-            keymaps.MOCO_RULES,
-        ),
-        Layout(
-            "mixbench-cmc",
-            "mixbench CMC pretraining checkpoint (state_dict: encoder_l.*/encoder_ab.* halves)",
-            keymaps.CMC_RULES,
-        ),
-        Layout(
-            "moco-public",
-            "MoCo/MoCo v2 release layout (state_dict: module.encoder_q.*, module.encoder_k.*)",
-            keymaps.MOCO_PUBLIC_RULES,
-        ),
-        Layout(
-            "mmselfsup",
-            "mmselfsup/mmpretrain checkpoint (state_dict: backbone.*, neck/head/momentum copies)",
-            keymaps.MMSELFSUP_RULES,
-        ),
-        Layout(
-            "torchvision",
-            "plain torchvision ResNet state_dict (optionally under 'state_dict'/'model', "
-            "optionally 'module.'-prefixed)",
-            keymaps.TORCHVISION_RULES,
-        ),
-        Layout("cmc-official", "official CMC release (HobbitLong/CMC)", None, _CMC_OFFICIAL_REFUSAL),
+    name: Layout(
+        name,
+        info.keys,
+        _RULES[name],
+        _CMC_OFFICIAL_REFUSAL if _RULES[name] is None else "",
+        info.encoder,
     )
+    for name, info in catalog.LAYOUTS.items()
 }
 
-_EXPECTED = "expected a ResNet checkpoint in one of these layouts: " + "; ".join(
-    f"{name} = {lay.description}" for name, lay in LAYOUTS.items() if lay.rules is not None
+_EXPECTED = (
+    "expected a ResNet checkpoint in a known layout ("
+    + ", ".join(name for name, lay in LAYOUTS.items() if lay.rules is not None)
+    + "; `mixbench convert --list-layouts` shows the releases each one covers)"
+)
+_WHAT_TO_DO = (
+    "if the file is one of the known layouts but was detected as another, force it with --layout NAME "
+    "(`mixbench convert --list-layouts`); if it is a different ResNet release, its keys need a rule in "
+    "convert/keymaps.py"
 )
 
 
@@ -89,7 +92,7 @@ class DetectedSource:
 
     layout: Layout
     state_dict: dict[str, Any]
-    container: str | None  # where the tensors were: 'state_dict', 'model' or None (top level)
+    container: str | None  # where the tensors were: 'state_dict', 'model', 'teacher+student', VISSL's, None (top)
     reason: str  # what in the keys decided the layout
     pretrain_meta: dict = field(default_factory=dict)  # checkpoint['meta']['mixbench'] (contract 2), if any
     convert_meta: dict = field(default_factory=dict)  # an earlier conversion's 'mixbench_convert', if any
@@ -108,7 +111,11 @@ def load_source(path: str | Path) -> Any:
     """
     path = Path(path)
     try:
-        return safe_torch_load(path)
+        # DINO's full checkpoints store their command line as an argparse.Namespace. It is a plain attribute bag
+        # (no __setstate__/__reduce__ of its own), and its values still go through the weights-only unpickler,
+        # so allowing the class lets those files load without allowing any code.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return safe_torch_load(path)
     except (ValueError, UnsafeCheckpointError) as err:
         if path.suffix == ".pkl":
             raise ConversionError(
@@ -120,18 +127,46 @@ def load_source(path: str | Path) -> Any:
         raise
 
 
+_VISSL_MODEL = ("classy_state_dict", "base_model", "model")
+
+
+def _has_tensors(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and any(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _flatten(obj: Mapping, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts of tensors -> one flat dict with dotted keys (VISSL keeps trunk and heads apart)."""
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def _find_state_dict(obj: Any, where: str) -> tuple[dict[str, Any], str | None]:
+    """The tensors of a loaded file, flat, and where they were. Two releases keep more than one network:
+    VISSL (trunk and heads under classy_state_dict.base_model.model) and DINO's full checkpoint (teacher and
+    student); both are flattened with their part as prefix, so the key map names what it keeps and drops."""
     if not isinstance(obj, Mapping):
         raise ConversionError(f"{where}: holds a {type(obj).__name__}, not a dict of tensors; {_EXPECTED}")
-    for container in ("state_dict", "model"):
+    vissl: Any = obj
+    for part in _VISSL_MODEL:
+        vissl = vissl.get(part) if isinstance(vissl, Mapping) else None
+    if isinstance(vissl, Mapping) and isinstance(vissl.get("trunk"), Mapping):
+        return _flatten(vissl), ".".join(_VISSL_MODEL)
+    if _has_tensors(obj.get("teacher")) and _has_tensors(obj.get("student")):
+        return _flatten({"teacher": obj["teacher"], "student": obj["student"]}), "teacher+student"
+    for container in ("state_dict", "model", "net"):  # 'net': the common CIFAR training scripts' checkpoint
         inner = obj.get(container)
-        if isinstance(inner, Mapping) and any(isinstance(v, torch.Tensor) for v in inner.values()):
+        if _has_tensors(inner):
             return dict(inner), container
-    if any(isinstance(v, torch.Tensor) for v in obj.values()):
+    if _has_tensors(obj):
         return dict(obj), None
     raise ConversionError(
-        f"{where}: no tensors at the top level or under 'state_dict'/'model'; {_EXPECTED}. "
-        f"First keys found: {list(obj)[:8]}"
+        f"{where}: no tensors at the top level or under 'state_dict'/'model'/'net'/'teacher'/'classy_state_dict'; "
+        f"{_EXPECTED}. {describe_file(obj, {}, None)}"
     )
 
 
@@ -139,32 +174,101 @@ def _auto_layout(obj: Mapping, sd: dict[str, Any], container: str | None) -> tup
     """(layout name, what decided it), or None. Order matters: most specific first."""
     keys = list(sd)
 
-    def has_prefix(p: str) -> bool:
-        return any(k.startswith(p) for k in keys)
+    def has(prefix: str, ddp: bool = False) -> bool:
+        """A key starts with ``prefix`` (or, with ``ddp``, with ``module.`` + ``prefix``)."""
+        return any(k.startswith(prefix) or (ddp and k.startswith(f"module.{prefix}")) for k in keys)
 
     meta = obj.get("meta") if isinstance(obj.get("meta"), Mapping) else {}
     if container == "state_dict" and isinstance(meta.get("mixbench_convert"), Mapping):
         return "mixbench-mmdet", "meta['mixbench_convert'] present"
     if any(".l_to_ab." in f".{k}" or ".ab_to_l." in f".{k}" for k in keys):
         return "cmc-official", "keys under l_to_ab./ab_to_l."
-    if has_prefix("encoder_l.") or has_prefix("encoder_ab."):
+    if has("encoder_l.") or has("encoder_ab."):
         return "mixbench-cmc", "keys under encoder_l./encoder_ab."
-    if has_prefix("module.encoder_q."):
+    if container == ".".join(_VISSL_MODEL):
+        return "vissl", "tensors under classy_state_dict.base_model.model (trunk/heads)"
+    if container == "teacher+student":
+        return "dino-full", "'teacher' and 'student' networks side by side"
+    if has("module.encoder_q."):
         return "moco-public", "keys under module.encoder_q."
-    if has_prefix("backbone."):
+    if has("base_encoder.", ddp=True):
+        return "moco-v3", "keys under [module.]base_encoder."
+    if has("encoder.", ddp=True) and has("predictor.", ddp=True):
+        return "simsiam", "keys under [module.]encoder. with a [module.]predictor."
+    if has("backbone.", ddp=True) and ("bn.running_mean" in sd or "module.bn.running_mean" in sd):
+        return "barlow-full", "keys under [module.]backbone. with Barlow Twins' [module.]bn. on the embeddings"
+    if has("backbone.") and (has("momentum_backbone.") or has("classifier.") or has("projector.")):
+        return "solo-learn", "keys under backbone. with momentum_backbone./projector./classifier."
+    if has("backbone."):
         return "mmselfsup", "keys under backbone."
-    if has_prefix("encoder_q."):
+    if has("encoder_q."):
         return "mixbench-moco", "keys under encoder_q."
+    if ("conv1.weight" in sd or "module.conv1.weight" in sd) and (
+        has("projection_head.", ddp=True) or has("prototypes.", ddp=True)
+    ):
+        return "swav", "torchvision keys with SwAV's projection_head./prototypes."
     if "conv1.weight" in sd or "module.conv1.weight" in sd:
         return "torchvision", "top-level conv1.weight/layerX.* keys"
     return None
+
+
+def _shape(v: Any) -> str:
+    return str(tuple(v.shape)) if isinstance(v, torch.Tensor) else type(v).__name__
+
+
+_HEAD = re.compile(r"(?:^|\.)(fc|linear|classifier|heads?|projector|projection_head|prototypes\w*|predictor)\.")
+
+
+def describe_file(obj: Any, sd: Mapping[str, Any], container: str | None) -> str:
+    """What a file looks like, for refusals: top-level keys, where the tensors were, the first keys, the stem
+    and any head with shapes, and the stages with their block counts (a CIFAR ResNet shows as such)."""
+    top = list(obj)[:10] if isinstance(obj, Mapping) else []
+    parts = [f"file structure: top-level keys {top}"]
+    if not sd:
+        return parts[0]
+    parts.append(f"{len(sd)} tensors under {container!r}" if container else f"{len(sd)} tensors at the top level")
+    parts.append(f"first keys {list(sd)[:6]}")
+    stems = sorted((k for k in sd if k.endswith("conv1.weight") and ".layer" not in f".{k}"), key=len)
+    if stems:
+        stem = stems[0]
+        prefix = stem[: -len("conv1.weight")]
+        w = sd[stem]
+        kind = ""
+        if isinstance(w, torch.Tensor) and w.ndim == 4 and tuple(w.shape[2:]) == (3, 3):
+            kind = (" = a CIFAR-style 3x3 stem: it was trained on 32x32 images without the 7x7/stride-2 stem and "
+                    "max-pool, so it cannot become a detection backbone (torchvision/mmdet/detectron2 ResNets "
+                    "have a 7x7 stride-2 stem); use an ImageNet-resolution checkpoint")
+        parts.append(f"stem {stem} {_shape(w)}{kind}")
+        blocks = {}
+        for k in sd:
+            m = re.match(rf"{re.escape(prefix)}layer(\d+)\.(\d+)\.", k)
+            if m:
+                blocks.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+        if blocks:
+            stages = ", ".join(f"layer{n}: {len(b)} blocks" for n, b in sorted(blocks.items()))
+            note = " (a torchvision ResNet has 4)" if len(blocks) != 4 else ""
+            parts.append(f"{len(blocks)} stages ({stages}){note}")
+    heads = [f"{k} {_shape(v)}" for k, v in sd.items() if _HEAD.search(k) and k.endswith("weight")]
+    if heads:
+        parts.append(f"head weights {heads[:4]}" + (f" and {len(heads) - 4} more" if len(heads) > 4 else ""))
+    return "; ".join(parts)
+
+
+def explain(obj: Any, detected: DetectedSource | None) -> str:
+    """The context every refusal carries: the layout assumed (and why), the file's structure, what to do."""
+    assumed = (
+        f"assumed layout: {detected.layout.name} ({detected.reason})" if detected else "no layout matched"
+    )
+    sd = detected.state_dict if detected else {}
+    container = detected.container if detected else None
+    return f"{assumed}. {describe_file(obj, sd, container)}. What to do: {_WHAT_TO_DO}"
 
 
 def detect(obj: Any, path: str | Path, source: str = "auto") -> DetectedSource:
     """Find the tensors in a loaded checkpoint and decide its layout (or use ``source`` if not 'auto').
 
     Raises:
-        ConversionError: no tensors, an unknown layout (naming what was expected and the first keys), or a
+        ConversionError: no tensors, an unknown layout (naming what was expected and the file's structure), or a
             recognised but unconvertible layout (saying why).
     """
     where = str(path)
@@ -173,12 +277,12 @@ def detect(obj: Any, path: str | Path, source: str = "auto") -> DetectedSource:
         found = _auto_layout(obj, sd, container)
         if found is None:
             raise ConversionError(
-                f"{where}: not a ResNet checkpoint of any known layout; {_EXPECTED}. "
-                f"First keys found: {list(sd)[:8]}"
+                f"{where}: not a ResNet checkpoint of any known layout; {_EXPECTED}. First keys found: "
+                f"{list(sd)[:8]}. {describe_file(obj, sd, container)}. What to do: {_WHAT_TO_DO}"
             )
         name, reason = found
     elif source in LAYOUTS:
-        name, reason = source, "chosen with --source"
+        name, reason = source, "chosen with --layout"
     else:
         raise ConversionError(f"unknown source layout {source!r}; choose 'auto' or one of {sorted(LAYOUTS)}")
     layout = LAYOUTS[name]

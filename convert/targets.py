@@ -15,9 +15,34 @@ from mixbench.convert.errors import ConversionError
 from mixbench.convert.keymaps import DETECTRON2_RULES, MappingResult, apply_rules
 from mixbench.convert.sources import sidecar_meta_path
 
-__all__ = ["TARGETS", "write_target"]
+__all__ = ["TARGETS", "detectron2_settings", "write_target"]
 
 TARGETS = ("torchvision", "mmdet", "detectron2")
+
+
+def detectron2_settings(arch: str, pixel_mean: list[float], pixel_std: list[float]) -> dict:
+    """The detectron2 config keys these (torchvision-style) weights need; detectron2's defaults are MSRA/caffe's.
+
+    * ``MODEL.RESNETS.STRIDE_IN_1X1 = False``: torchvision's Bottleneck strides its 3x3 conv (ResNet v1.5);
+      detectron2's default True strides the 1x1, which gives other C3-C5 features from the same weights.
+    * ``INPUT.FORMAT = 'RGB'`` and ``MODEL.PIXEL_MEAN/STD`` (0-255, in that channel order): what the encoder was
+      fed; detectron2's defaults are BGR with std 1 (caffe).
+    * ``MODEL.RESNETS.DEPTH``; ResNet-18/34 also need ``RES2_OUT_CHANNELS = 64`` (BasicBlock stages).
+    MoCo's own detectron2 configs (Base-RCNN-C4-BN.yaml) set the same values for its ResNet-50.
+    """
+    from mixbench.base.resnets import ARCHS
+
+    spec = ARCHS[arch]
+    settings: dict = {
+        "MODEL.RESNETS.DEPTH": spec.depth,
+        "MODEL.RESNETS.STRIDE_IN_1X1": False,
+        "MODEL.PIXEL_MEAN": [float(v) for v in pixel_mean],
+        "MODEL.PIXEL_STD": [float(v) for v in pixel_std],
+        "INPUT.FORMAT": "RGB",
+    }
+    if not spec.bottleneck:
+        settings["MODEL.RESNETS.RES2_OUT_CHANNELS"] = 64
+    return settings
 
 
 def _write_torchvision(sd: dict[str, torch.Tensor], out: Path, meta: dict) -> MappingResult | None:

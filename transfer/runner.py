@@ -106,6 +106,8 @@ def prepare_checkpoint(ckpt: Checkpoint, cache_dir: str | Path) -> Checkpoint:
     if not meta or "state_dict" not in conv:
         raise TransferError(f"{out}: converted file lacks state_dict or meta['mixbench_convert']; delete it")
     ckpt.converted, ckpt.meta = out, meta
+    for note in meta.get("notes") or []:
+        print(f"[transfer] {ckpt.name}: conversion note: {note}")
     return ckpt
 
 
@@ -377,6 +379,8 @@ def run_transfer(config: str | Path, ckpt: Checkpoint, *, records_dir: str | Pat
         "checkpoint": {"name": ckpt.name, "path": str(ckpt.path) if ckpt.path else None, "sha256": ckpt.sha256,
                        "converted": str(ckpt.converted) if ckpt.converted else None,
                        "init": "random (mmdet default)" if ckpt.is_random else "pretrained",
+                       # what the converter filled in or assumed (e.g. num_batches_tracked): never silent
+                       "conversion_notes": list(ckpt.meta.get("notes") or []),
                        "convert_meta": _plain(ckpt.meta)},
         "config": {"name": config.stem, "path": str(config), "settings": _plain(settings),
                    "cfg_options": _plain(cfg_options or {})},

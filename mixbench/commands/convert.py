@@ -1,4 +1,5 @@
-"""``mixbench convert SRC -o OUT --to torchvision|mmdet|detectron2 [--arch A] [--source S] [--verbose]``."""
+"""``mixbench convert SRC -o OUT --to torchvision|mmdet|detectron2 [--arch A] [--layout L] [--verbose]``;
+``mixbench convert --list-layouts`` prints the releases it reads."""
 
 from __future__ import annotations
 
@@ -7,19 +8,10 @@ import sys
 import time
 
 from mixbench.base.resnets import ARCHS
+from mixbench.convert.catalog import LAYOUTS, layout_table
 
-# Kept in sync with convert.sources.LAYOUTS (not imported: registering the CLI must not import torch);
-# tests/convert checks they agree.
-SOURCE_CHOICES = (
-    "auto",
-    "mixbench-mmdet",
-    "mixbench-moco",
-    "mixbench-cmc",
-    "moco-public",
-    "mmselfsup",
-    "torchvision",
-    "cmc-official",
-)
+# From the layout catalog (torch-free, so building the parser does not import torch).
+SOURCE_CHOICES = ("auto", *LAYOUTS)
 TARGET_CHOICES = ("torchvision", "mmdet", "detectron2")
 ARCH_CHOICES = tuple(ARCHS)
 
@@ -33,21 +25,37 @@ def register(sub: argparse._SubParsersAction) -> None:
         "torchvision's ResNet exactly (no missing, extra or misshaped tensor). "
         "Files are read with weights_only=True only.",
     )
-    p.add_argument("src", metavar="SRC", help="source checkpoint")
-    p.add_argument("-o", "--out", required=True, help="output file (detectron2: must end in .pkl)")
-    p.add_argument("--to", required=True, choices=TARGET_CHOICES)
+    p.add_argument("src", metavar="SRC", nargs="?", help="source checkpoint")
+    p.add_argument("-o", "--out", help="output file (detectron2: must end in .pkl); required with SRC")
+    p.add_argument("--to", choices=TARGET_CHOICES, help="target format; required with SRC")
     p.add_argument(
         "--arch",
         choices=ARCH_CHOICES,
         default=None,
         help="ResNet depth; default: from the checkpoint's metadata, else from its keys",
     )
-    p.add_argument("--source", choices=SOURCE_CHOICES, default="auto", help="source layout (default: detect)")
+    p.add_argument(
+        "--layout",
+        "--source",
+        dest="source",
+        choices=SOURCE_CHOICES,
+        default="auto",
+        help="source layout (default: detect from the keys); see --list-layouts",
+    )
+    p.add_argument(
+        "--list-layouts", action="store_true", help="print the releases read, their layout and encoder, and exit"
+    )
     p.add_argument("--verbose", action="store_true", help="print every 'old -> new' and the elapsed time")
     p.set_defaults(func=run_convert)
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    if args.list_layouts:
+        print(layout_table())
+        return 0
+    if args.src is None or args.out is None or args.to is None:
+        print("mixbench convert: error: SRC, -o/--out and --to are required (or --list-layouts)", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     from mixbench.base.safe_load import UnsafeCheckpointError
     from mixbench.convert.api import convert_checkpoint
@@ -68,6 +76,10 @@ def run_convert(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(f"note: {note}")
     print(f"pixel mean/std (RGB, 0-255): {report.meta['pixel_mean']} / {report.meta['pixel_std']}")
+    if report.target_settings:
+        print(f"{report.to} settings these weights need (also in the file's meta['mixbench_convert']):")
+        for key, value in report.target_settings.items():
+            print(f"  {key} {value}")
     if args.verbose:
         for old, new, rule in report.mapping:
             print(f"  {old} -> {new if new is not None else f'(dropped: {rule})'}")

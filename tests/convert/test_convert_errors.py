@@ -146,9 +146,9 @@ def test_cli_success_and_failure(tmp_path: Path, r18_sd, capsys: pytest.CaptureF
 
 
 def test_forced_source_layout(tmp_path: Path, r18_sd) -> None:
-    """--source skips detection, not the checks: a torchvision file read as mmselfsup matches no rule."""
+    """--layout (alias --source) skips detection, not the checks: a torchvision file read as mmselfsup fails."""
     _convert_fails(tmp_path, r18_sd, "match no rename or drop rule", source="mmselfsup")
     _convert_fails(tmp_path, r18_sd, "official CMC release", source="cmc-official")
     _convert_fails(tmp_path, r18_sd, "unknown source layout", source="caffe2")
     rep = convert_checkpoint(tmp_path / "src.pth", tmp_path / "ok.pth", to="mmdet", source="torchvision")
-    assert rep.layout_reason == "chosen with --source" and rep.arch == "resnet18"
+    assert rep.layout_reason == "chosen with --layout" and rep.arch == "resnet18"
