@@ -208,6 +208,14 @@ def read_backbone(src: str | Path, arch: str | None = None, source: str = "auto"
     )
 
 
+def check_finite(tensors: dict[str, torch.Tensor], src: str | Path) -> None:
+    """Refuse NaN/inf weights (a diverged run): a detector fine-tuned from them trains nothing useful."""
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ConversionError(f"{src}: {len(bad)} tensors hold NaN or inf (e.g. {', '.join(bad[:3])}); "
+                              "the run that saved it diverged")
+
+
 def convert_checkpoint(
     src: str | Path,
     out: str | Path,
@@ -235,7 +243,11 @@ def convert_checkpoint(
     out = Path(out)
     if to not in TARGETS:
         raise ConversionError(f"unknown target {to!r}; choose one of {list(TARGETS)}")
+    if out.resolve() == Path(src).resolve():
+        raise ConversionError(f"{out}: the output path is the source file; converting in place would destroy it "
+                              "(choose another -o)")
     bb = read_backbone(src, arch, source)
+    check_finite(bb.tensors, bb.src)
     target = write_target(to, bb.tensors, out, bb.meta)
     return ConversionReport(
         src=bb.src,
