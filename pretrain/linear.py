@@ -120,6 +120,7 @@ def run_linear(
     from mmengine.config import Config
     from mmengine.runner import Runner
 
+    from mixbench.base.hooks import guard_config
     from mixbench.base.io import atomic_write_json
     from mixbench.base.safe_load import allow_mmengine_checkpoints
 
@@ -136,6 +137,7 @@ def run_linear(
     if launcher != "none" and not torch.cuda.is_available():
         init_cpu_process_group(launcher)
         use_cpu_ddp(cfg)
+    guard_config(cfg)  # stop at a non-finite loss; checkpoint saves that cannot lose the last good one
     allow_mmengine_checkpoints()
     runner = Runner.from_cfg(cfg)
     runner.train()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from mixbench.base.hooks import guard_config
 from mixbench.base.launch import LAUNCHERS, init_cpu_process_group, use_cpu_ddp
 
 
@@ -75,6 +76,7 @@ def build_config(
     if launcher != "none" and not torch.cuda.is_available():
         _setup_cpu_distributed(cfg, launcher)
     _fill_dataset_size(cfg)
+    guard_config(cfg)  # stop at a non-finite loss; checkpoint saves that cannot lose the last good one
     return cfg
 
 

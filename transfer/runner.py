@@ -223,6 +223,8 @@ def build_config(config: str | Path, ckpt: Checkpoint, work_dir: Path, *, data_d
     """Load a transfer config and inject checkpoint, pixel statistics, data root, BN type and run settings."""
     from mmengine.config import Config
 
+    from mixbench.base.hooks import guard_config
+
     cfg = Config.fromfile(str(config))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -248,6 +250,7 @@ def build_config(config: str | Path, ckpt: Checkpoint, work_dir: Path, *, data_d
     cfg.visualizer.name = f"{Path(config).stem}/{ckpt.name}/{time.time_ns()}"
     if launcher != "none" and not torch.cuda.is_available():
         use_cpu_ddp(cfg)
+    guard_config(cfg)  # stop at a non-finite loss; checkpoint saves that cannot lose the last good one
     return cfg
 
 

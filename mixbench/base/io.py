@@ -10,7 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_torch_save", "atomic_write", "current_umask", "atomic_write_json", "atomic_write_text", "sha256_file"]
+__all__ = ["atomic_torch_save", "atomic_write", "atomic_write_json", "atomic_write_text", "current_umask",
+           "sha256_file"]
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:

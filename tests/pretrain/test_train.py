@@ -124,3 +124,17 @@ def test_two_cpu_processes_torchrun_gloo(synthetic_root, tmp_path):
     ckpt = safe_torch_load(tmp_path / "wd" / "epoch_1.pth")
     assert ckpt["meta"]["iter"] == 4  # 32 images / (2 processes x 4)
     assert ckpt["state_dict"]["queue_ptr"].item() == 32  # both processes' keys entered the one queue
+
+
+@pytest.mark.slow
+def test_diverging_run_stops_naming_the_iteration_and_saves_nothing(synthetic_root, tmp_path):
+    """Issue 12 finding 3: lr 1e6 used to exit 0 with NaN weights in its checkpoints and acc_top1 100."""
+    from mixbench.base.hooks import NonFiniteLossError
+    from mixbench.pretrain.train import train
+
+    opts = _tiny_options(synthetic_root["imagenet"], 1) + ["optim_wrapper.optimizer.lr=1e6"]
+    # 4 iterations: the last step's loss is still finite, its weights are not: caught before the epoch is saved
+    diverged = r"training diverged: (loss=(nan|inf) at iteration \d|\d+ weights hold NaN or inf .* epoch 1 \(iter)"
+    with pytest.raises(NonFiniteLossError, match=diverged):
+        train(MOCO_MIX, tmp_path / "wd", _as_dict(opts))
+    assert not list((tmp_path / "wd").glob("*.pth"))
