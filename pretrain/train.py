@@ -97,7 +97,14 @@ def train(
     cfg = build_config(config, work_dir, cfg_options, launcher, resume, amp)
     if cfg.get("cpu_threads") and not torch.cuda.is_available():
         torch.set_num_threads(int(cfg.cpu_threads))
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    from mmengine.dist import get_rank
+
+    from mixbench.base.locks import work_dir_lock
+
+    if get_rank() != 0:  # rank 0 holds the work dir for every process of the run
+        Runner.from_cfg(cfg).train()
+        return Path(cfg.work_dir)
+    with work_dir_lock(cfg.work_dir):  # a second run on this work dir is refused, not interleaved
+        Runner.from_cfg(cfg).train()
     return Path(cfg.work_dir)
 

@@ -72,11 +72,15 @@ def build_blocks(records: Iterable[dict[str, Any]], paper: bool = False) -> list
             if detector not in COLUMNS:
                 raise ValueError(f"no table layout for detector {detector!r} (known: {sorted(COLUMNS)})")
             blocks[key] = {"suite": suite, "detector": detector, "bn_mode": bn_mode, "measured": [],
-                           "paper": [], "protocols": []}
+                           "paper": [], "protocols": [], "left_out": []}
         return blocks[key]
 
     for rec in records:
         b = block(rec["suite"], rec["detector"], rec["bn_mode"])
+        if rec.get("status") != "complete":  # a diverged or unfinished run is never shown as measured
+            why = rec.get("invalid_reason") or "not finished"
+            b["left_out"].append(f"{rec['checkpoint']['name']} (status {rec.get('status')}: {why})")
+            continue
         b["measured"].append(rec)
         line = protocol(rec["config"]["settings"])
         if line not in b["protocols"]:
@@ -104,6 +108,8 @@ def build_blocks(records: Iterable[dict[str, Any]], paper: bool = False) -> list
         dataset = "PASCAL VOC" if suite == "voc" else "COCO"
         notes = [RECALL_DEFINITION] if suite == "voc" else []
         notes.append("Values in percent; measured rows come from mmdet evaluations stored in run records.")
+        if b["left_out"]:
+            notes.append("Not shown (no valid measurement): " + "; ".join(b["left_out"]) + ".")
         out.append({"title": f"Table {table} layout: {detector}, {dataset}, {BN_TITLE.get(bn_mode, bn_mode)}",
                     "table": table, "suite": suite, "detector": detector, "bn_mode": bn_mode,
                     "protocols": b["protocols"], "notes": notes, "headers": headers, "rows": rows})

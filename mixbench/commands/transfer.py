@@ -22,6 +22,8 @@ def _configs_for(args: argparse.Namespace) -> list[Path]:
 
 
 def _transfer(args: argparse.Namespace) -> int:
+    from mixbench.base.hooks import NonFiniteLossError
+    from mixbench.base.locks import WorkDirLockedError
     from mixbench.transfer.runner import (
         TransferError,
         init_launcher,
@@ -48,7 +50,7 @@ def _transfer(args: argparse.Namespace) -> int:
                 run_transfer(config, ckpt, records_dir=args.records_dir, work_root=args.work_root,
                              data_dir=args.data_root, cfg_options=cfg_options, force=args.force, seed=args.seed,
                              launcher=args.launcher, world_size=world_size)
-    except (TransferError, FileNotFoundError, ValueError) as err:
+    except (TransferError, FileNotFoundError, ValueError, WorkDirLockedError, NonFiniteLossError) as err:
         print(f"mixbench transfer: error: {err}", file=sys.stderr)
         return 2
     return 0
@@ -75,6 +77,7 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def _pipeline(args: argparse.Namespace) -> int:
+    from mixbench.base.procs import Interrupted
     from mixbench.pipeline import PipelineError, run_pipeline
 
     try:
@@ -82,6 +85,9 @@ def _pipeline(args: argparse.Namespace) -> int:
     except PipelineError as err:
         print(f"mixbench pipeline: error: {err}", file=sys.stderr)
         return 2
+    except Interrupted as err:  # its running jobs were stopped; a rerun resumes them
+        print(f"mixbench pipeline: interrupted ({err}); running jobs stopped, rerun to resume", file=sys.stderr)
+        return 130
     return 0
 
 
