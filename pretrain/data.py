@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 from torchvision.transforms import v2
 
+from mixbench.base.io import DataError
 from mixbench.pretrain.imagenet100 import IMAGENET100_WNIDS
 
 AUGMENTATIONS = ("moco_v1", "moco_v2", "cmc", "center")
@@ -149,8 +150,14 @@ class ImageFolderViews(Dataset):
 
     def __getitem__(self, idx: int) -> dict:
         path, label = self.samples[idx]
-        with Image.open(path) as img:
-            rgb = img.convert("RGB")
+        # Policy (pretraining, linear eval, kNN): an unreadable image stops the run with its path. Skipping it
+        # would silently change the dataset every number is measured on; the user fixes or removes the file.
+        try:
+            with Image.open(path) as img:
+                rgb = img.convert("RGB")  # decodes the whole file: a truncated JPEG fails here
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+            raise DataError(f"{path}: unreadable image ({type(err).__name__}: {err}); fix or remove the file") \
+                from None
         views = [self.transform(rgb) for _ in range(self.n_views)]
         return {"inputs": views, "data_samples": {"label": label, "idx": idx}}
 

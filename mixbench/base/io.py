@@ -10,8 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_torch_save", "atomic_write", "atomic_write_json", "atomic_write_text", "current_umask",
+__all__ = ["DataError", "atomic_torch_save", "atomic_write", "atomic_write_json", "atomic_write_text", "current_umask",
            "sha256_file"]
+
+
+class DataError(ValueError):
+    """A data file (image, annotation XML/JSON) cannot be used; the message starts with its path."""
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
