@@ -157,6 +157,18 @@ def apply_data_root(cfg: Any, root: str) -> None:
             ev["ann_file"] = os.path.join(root, ds["ann_file"])
 
 
+def use_checked_datasets(cfg: Any) -> None:
+    """Swap mmdet's VOC/COCO datasets and image loader for :mod:`mixbench.transfer.datasets`' (same parsing; bad
+    files named, dropped annotations counted), in every dataloader of the config."""
+    from mixbench.transfer.datasets import SWAPS  # registers the types in mmdet's registries
+
+    for loader in _loaders(cfg):
+        for ds in _datasets(loader["dataset"]):
+            ds["type"] = SWAPS.get(ds.get("type"), ds.get("type"))
+            for step in ds.get("pipeline", []):
+                step["type"] = SWAPS.get(step.get("type"), step.get("type"))
+
+
 def _scale(pipeline: list[dict]) -> list[int]:
     for t in pipeline:
         if t.get("type") == "Resize":
@@ -257,6 +269,7 @@ def build_config(config: str | Path, ckpt: Checkpoint, work_dir: Path, *, data_d
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     apply_data_root(cfg, suite_data_root(data_dir, suite_of(cfg)) if data_dir else cfg.get("data_root", "data/"))
+    use_checked_datasets(cfg)
     bb = cfg.model.backbone
     if ckpt.is_random:
         bb.init_cfg = None  # mmdet's default ResNet initialisation (Kaiming conv, BN weight 1 bias 0)
@@ -430,7 +443,9 @@ def _train_and_record(cfg: Any, config: Path, ckpt: Checkpoint, key: dict[str, A
     from mmengine.runner import Runner
 
     from mixbench.base.safe_load import allow_mmengine_checkpoints
+    from mixbench.transfer.datasets import DATA_REPORTS, data_report
 
+    DATA_REPORTS.clear()  # this run's datasets only (the pipeline may build several runs in one process)
     work_dir = Path(cfg.work_dir)
     if get_rank() == 0:
         if force:
@@ -472,6 +487,7 @@ def _train_and_record(cfg: Any, config: Path, ckpt: Checkpoint, key: dict[str, A
         "wall_time_s": round(wall, 2),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "work_dir": str(work_dir),
+        "data": data_report(),  # annotations dropped/clipped and images skipped, per dataset and reason
     }
     if why:
         record["invalid_reason"] = why

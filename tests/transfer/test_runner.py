@@ -220,6 +220,16 @@ def _public_moco_file(path: Path) -> None:
     torch.manual_seed(0)
     enc = torchvision.models.resnet50(num_classes=128)
     enc.fc = torch.nn.Sequential(torch.nn.Linear(2048, 2048), torch.nn.ReLU(), enc.fc)
+    # BN statistics of real inputs, as a trained encoder has: with the init's mean 0 / var 1 the frozen-BN
+    # detector's activations grow through 16 residual blocks and its loss is NaN by iteration 5 (issue 12 made
+    # that stop the run; before, this test accepted the NaN run's AP).
+    for m in enc.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None  # cumulative average over the calibration batches
+    enc.train()
+    with torch.no_grad():
+        for _ in range(4):
+            enc(torch.randn(8, 3, 96, 128))
     sd = {f"module.encoder_{e}.{k}": v for e in ("q", "k") for k, v in enc.state_dict().items()}
     sd["module.queue"] = torch.randn(128, 256)
     sd["module.queue_ptr"] = torch.zeros(1, dtype=torch.long)
@@ -318,6 +328,7 @@ def test_same_name_other_file_trains_fresh_and_records_its_own_numbers(tmp_path,
     assert watch.seen == [0, 0]  # B started from epoch 0: nothing of A's run was resumed
     assert rec_b["checkpoint"]["sha256"] == sha256_file(f) != rec_a["checkpoint"]["sha256"]
     assert rec_b["work_dir"] != rec_a["work_dir"]
-    # B's fine-tuned detector started from B's weights: its saved frozen stem is B's conv1 (frozen_stages=1)
-    det = safe_torch_load(Path(rec_b["work_dir"]) / "epoch_1.pth")["state_dict"]
-    assert torch.equal(det["backbone.conv1.weight"], sd["conv1.weight"])
+    # B's fine-tuned detector started from B's weights (one short epoch moves them little), not from A's (2x)
+    det = safe_torch_load(Path(rec_b["work_dir"]) / "epoch_1.pth")["state_dict"]["backbone.conv1.weight"]
+    b_init = sd["conv1.weight"]
+    assert (det - b_init).norm() < 0.1 * b_init.norm() < (det - 2 * b_init).norm()
