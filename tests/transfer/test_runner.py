@@ -182,6 +182,24 @@ def test_second_run_on_a_work_dir_is_refused_while_the_first_holds_it(tmp_path):
         pass
 
 
+def test_run_transfer_refuses_a_work_dir_another_run_holds(tmp_path, monkeypatch):
+    """Finding 7: two transfers of the same checkpoint and config ran at once in one work dir."""
+    from mmengine.runner import Runner
+
+    from mixbench.base.locks import WorkDirLockedError, work_dir_lock
+    from mixbench.transfer.runner import work_dir_for
+
+    def refuse(*a, **k):
+        raise AssertionError("trained although another run holds the work dir")
+
+    monkeypatch.setattr(Runner, "from_cfg", refuse)
+    held = work_dir_for(DEMO_VOC, "random", tmp_path / "wd", _random_key(tmp_path))
+    with work_dir_lock(held):
+        with pytest.raises(WorkDirLockedError, match="another run holds this work dir"):
+            run_transfer(DEMO_VOC, Checkpoint(name="random", path=None), records_dir=tmp_path / "rec",
+                         work_root=tmp_path / "wd", data_dir=tmp_path / "data")
+
+
 def test_stale_lock_of_a_killed_run_is_detected_and_taken_over(tmp_path):
     import signal
     import subprocess
