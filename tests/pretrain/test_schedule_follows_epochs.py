@@ -41,7 +41,7 @@ def _lrs(cfg: Config, tmp_path: Path) -> list[float]:
         collate_fn=dict(type="default_collate")),
         optim_wrapper=dict(optimizer=dict(type="SGD", lr=cfg.optim_wrapper.optimizer.lr)),
         param_scheduler=cfg.param_scheduler, train_cfg=cfg.train_cfg, custom_hooks=[record],
-        default_hooks=dict(checkpoint=None, logger=None), experiment_name=f"sched{len(list(tmp_path.iterdir()))}")
+        default_hooks=dict(checkpoint=None, logger=None), experiment_name=f"sched_{tmp_path.name}")
     runner.train()
     return record.lrs
 
@@ -52,7 +52,7 @@ def test_cosine_schedule_follows_max_epochs_from_the_command_line(tmp_path):
         cfg.merge_from_dict({"train_cfg.max_epochs": 8})
         lr0 = cfg.optim_wrapper.optimizer.lr
         want = [lr0 * (1 + math.cos(math.pi * e / 8)) / 2 for e in range(8)]  # SGDR eq. with eta_min 0, T_max 8
-        got = _lrs(cfg, tmp_path)
+        got = _lrs(cfg, tmp_path / Path(preset).stem)
         assert len(got) == 8 and all(math.isclose(g, w, rel_tol=1e-6, abs_tol=1e-12) for g, w in zip(got, want)), (
             preset, got, want)
         assert got[5] > got[6] > got[7] > 0  # still decaying after epoch 5
