@@ -105,7 +105,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     p.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help="override config settings")
     p.add_argument("--records-dir", default="results/records")
-    p.add_argument("--work-root", default="work_dirs/transfer", help="work dirs: WORK_ROOT/<config>/<checkpoint>")
+    p.add_argument("--work-root", default="work_dirs/transfer",
+                   help="work dirs: WORK_ROOT/<config>/<checkpoint>/<run key id>")
     p.add_argument("--cache-dir", help="converted checkpoints, keyed by sha256 (default WORK_ROOT/_converted)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="rerun finished runs from scratch")
