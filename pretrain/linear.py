@@ -140,7 +140,13 @@ def run_linear(
     guard_config(cfg)  # stop at a non-finite loss; checkpoint saves that cannot lose the last good one
     allow_mmengine_checkpoints()
     runner = Runner.from_cfg(cfg)
-    runner.train()
+    if runner.rank == 0:
+        from mixbench.base.locks import work_dir_lock
+
+        with work_dir_lock(cfg.work_dir):  # a second linear eval on this work dir is refused, not interleaved
+            runner.train()
+    else:
+        runner.train()
     hub = runner.message_hub
     metrics = {
         k[len("val/") :]: float(v.current()) for k, v in hub.log_scalars.items() if k.startswith("val/")
