@@ -244,6 +244,14 @@ def _read_detected(src: Path, detected: DetectedSource, arch: str | None) -> Bac
     )
 
 
+def check_finite(tensors: dict[str, torch.Tensor], src: str | Path) -> None:
+    """Refuse NaN/inf weights (a diverged run): a detector fine-tuned from them trains nothing useful."""
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ConversionError(f"{src}: {len(bad)} tensors hold NaN or inf (e.g. {', '.join(bad[:3])}); "
+                              "the run that saved it diverged")
+
+
 def convert_checkpoint(
     src: str | Path,
     out: str | Path,
@@ -271,7 +279,11 @@ def convert_checkpoint(
     out = Path(out)
     if to not in TARGETS:
         raise ConversionError(f"unknown target {to!r}; choose one of {list(TARGETS)}")
+    if out.resolve() == Path(src).resolve():
+        raise ConversionError(f"{out}: the output path is the source file; converting in place would destroy it "
+                              "(choose another -o)")
     bb = read_backbone(src, arch, source)
+    check_finite(bb.tensors, bb.src)
     meta, settings = bb.meta, {}
     if to == "detectron2":  # weights alone do not say how detectron2 must run them: record it with them
         settings = detectron2_settings(bb.arch, bb.pixel_mean, bb.pixel_std)

@@ -8,7 +8,13 @@ small scale, then the Table 7/8 layouts, all on CPU.
 
 Resumable: each stage leaves a marker or a record; a second run skips what is finished (pretraining: a
 ``stage.json`` with the checkpoint's sha256 beside it; conversion: the sha256-keyed cache; transfer: run records),
-and an interrupted stage resumes from its mmengine checkpoints.
+and an interrupted stage resumes from its mmengine checkpoints. Reuse and resume are keyed by everything that
+decides a result (issue 12): a pretraining run by the digest of its resolved config (``cfg_options`` included),
+in ``WORK_DIR/pretrain/<name>/<key id>/``; a transfer run by ``mixbench.transfer.runner.run_key``. A changed
+setting runs fresh beside the old work, never reuses it.
+
+One pipeline at a time per ``work_dir`` (a lock; a killed pipeline's lock is detected as stale). Jobs run in
+their own process groups and are stopped when the pipeline is interrupted (SIGINT/SIGTERM) or fails.
 
 Pretraining and transfer runs are independent jobs, run as ``mixbench`` subprocesses (one log file each), up to
 ``parallel_jobs`` at a time with ``threads_per_job`` torch threads each. On a CPU-only machine two one-thread jobs
@@ -27,8 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mixbench.base.config import resolve_config
+from mixbench.base.config import config_digest, key_id, parse_cfg_options, resolve_config
 from mixbench.base.io import atomic_write_json, atomic_write_text, sha256_file
+from mixbench.base.procs import start_in_own_group, stop_children_on_exit
 from mixbench.progress import ProgressBoard
 from mixbench.transfer.suites import suite_configs
 
@@ -124,19 +131,30 @@ def run_jobs(jobs: list[Job], parallel: int, threads: int, board: ProgressBoard 
     """
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     board = board or ProgressBoard()
-    pending, running, failed, done = list(jobs), [], [], 0
+    pending, running, failed = list(jobs), [], []
 
     def log(msg: str) -> None:
         board.clear()
         _log(msg)
 
+    with stop_children_on_exit(lambda: [j.proc for j in running], log=log):
+        _run_job_loop(pending, running, failed, parallel, env, board, log)
+    board.clear()
+    if failed:
+        raise PipelineError("failed: " + "; ".join(f"{j.label} (log {j.log})" for j in failed))
+
+
+def _run_job_loop(pending: list[Job], running: list[Job], failed: list[Job], parallel: int, env: dict[str, str],
+                  board: ProgressBoard, log) -> None:
+    """The scheduling loop of :func:`run_jobs` (its caller stops the running jobs if this raises)."""
+    done = 0
     while pending or running:
         while pending and len(running) < parallel:
             job = pending.pop(0)
             job.log.parent.mkdir(parents=True, exist_ok=True)
-            with open(job.log, "ab") as fh:
-                job.proc = subprocess.Popen([sys.executable, "-m", "mixbench.cli", *job.argv], stdout=fh,
-                                            stderr=subprocess.STDOUT, env=env)
+            with open(job.log, "ab") as fh:  # own process group: stopped with the pipeline, never orphaned
+                job.proc = start_in_own_group([sys.executable, "-m", "mixbench.cli", *job.argv], stdout=fh,
+                                              stderr=subprocess.STDOUT, env=env)
             job.started = time.time()
             log(f"{job.label}: started (log {job.log})")
             running.append(job)
@@ -154,28 +172,46 @@ def run_jobs(jobs: list[Job], parallel: int, threads: int, board: ProgressBoard 
                 failed.append(job)
         if running:
             board.update([(j.label, j.log, j.started) for j in running], done, len(failed), len(pending))
-    board.clear()
-    if failed:
-        raise PipelineError("failed: " + "; ".join(f"{j.label} (log {j.log})" for j in failed))
 
 
-def _finished_pretraining(stage: Path) -> Path | None:
+def pretrain_key(entry: dict[str, Any]) -> dict[str, Any]:
+    """What decides a pretraining result: the resolved config's digest (``cfg_options`` applied), its data root and
+    seed, one process (the pipeline launches none)."""
+    from mixbench.pretrain.train import build_config
+
+    options = parse_cfg_options([f"{k}={v}" for k, v in entry.get("cfg_options", {}).items()])
+    cfg = build_config(entry["config"], work_dir="unused", cfg_options=options)
+    return {"config": Path(entry["config"]).stem, "config_sha256": config_digest(cfg),
+            "data_root": os.path.abspath(cfg.train_dataloader.dataset.root),
+            "seed": cfg.get("randomness", {}).get("seed"), "world_size": 1}
+
+
+def _finished_pretraining(stage: Path, key: dict[str, Any]) -> Path | None:
+    """The checkpoint a finished run of the same key left (its bytes unchanged since), else None."""
     import json
 
     if not stage.is_file():
         return None
     done = json.loads(stage.read_text())
+    if done.get("run_key") != key:
+        return None
     ckpt = Path(done["checkpoint"])
     return ckpt if ckpt.is_file() and sha256_file(ckpt) == done["sha256"] else None
 
 
 def pretrain_stage(cfg: dict[str, Any], force: bool, parallel: int, threads: int) -> list[Path]:
-    """Run every pretraining config (``mixbench pretrain``, resumed if interrupted); return the final checkpoints."""
-    work_dirs = [Path(cfg["work_dir"]) / "pretrain" / entry["name"] for entry in cfg["pretrain"]]
+    """Run every pretraining config (``mixbench pretrain``, resumed if interrupted); return the final checkpoints.
+
+    Each run's work dir is ``WORK_DIR/pretrain/<name>/<key id>``: a changed config or ``cfg_options`` (e.g.
+    ``max_epochs`` 5 -> 7) trains fresh instead of reusing or resuming the old run.
+    """
+    keys = [pretrain_key(entry) for entry in cfg["pretrain"]]
+    work_dirs = [Path(cfg["work_dir"]) / "pretrain" / entry["name"] / key_id(key)
+                 for entry, key in zip(cfg["pretrain"], keys)]
     reused: dict[str, Path] = {}
     jobs = []
-    for entry, work_dir in zip(cfg["pretrain"], work_dirs):
-        if not force and (ckpt := _finished_pretraining(work_dir / "stage.json")):
+    for entry, key, work_dir in zip(cfg["pretrain"], keys, work_dirs):
+        if not force and (ckpt := _finished_pretraining(work_dir / "stage.json", key)):
             _log(f"pretrain {entry['name']}: finished ({ckpt}); reused")
             reused[entry["name"]] = ckpt
             continue
@@ -185,28 +221,41 @@ def pretrain_stage(cfg: dict[str, Any], force: bool, parallel: int, threads: int
         options = [f"{k}={v}" for k, v in entry.get("cfg_options", {}).items()]
         if options:
             argv += ["--cfg-options", *options]
+        work_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(work_dir / "run_key.json", key)
         jobs.append(Job(f"pretrain {entry['name']}", argv, work_dir / "mixbench.pretrain.log"))
     run_jobs(jobs, parallel, threads)
 
     ckpts = []
-    for entry, work_dir in zip(cfg["pretrain"], work_dirs):
+    for entry, key, work_dir in zip(cfg["pretrain"], keys, work_dirs):
         ckpt = reused.get(entry["name"]) or _last_checkpoint(work_dir)
         if ckpt is None:
             raise PipelineError(f"pretraining {entry['name']} ({entry['config']}) left no checkpoint in {work_dir}")
         if entry["name"] not in reused:  # just trained: mark the stage finished
-            atomic_write_json(work_dir / "stage.json", {"checkpoint": str(ckpt), "sha256": sha256_file(ckpt)})
+            atomic_write_json(work_dir / "stage.json",
+                              {"checkpoint": str(ckpt), "sha256": sha256_file(ckpt), "run_key": key})
         ckpts.append(ckpt)
     return ckpts
 
 
 def run_pipeline(config: str | Path | None = None, force: bool = False) -> dict[str, Any]:
     """Run every stage of a pipeline config; return {'records': [...], 'tables': {format: path}, 'seconds'}."""
+    from mixbench.base.locks import WorkDirLockedError, work_dir_lock
+
+    cfg = load_pipeline_config(config)
+    try:
+        with work_dir_lock(cfg["work_dir"], log=_log):
+            return _run_stages(cfg, force)
+    except WorkDirLockedError as err:
+        raise PipelineError(str(err)) from None
+
+
+def _run_stages(cfg: dict[str, Any], force: bool) -> dict[str, Any]:
     from mixbench.transfer.records import collect_records, is_complete, record_path
-    from mixbench.transfer.runner import Checkpoint, TransferError, prepare_checkpoint
+    from mixbench.transfer.runner import Checkpoint, TransferError, prepare_checkpoint, transfer_run_key
     from mixbench.transfer.tables import build_blocks, render
 
     t0 = time.time()
-    cfg = load_pipeline_config(config)
     parallel, threads = parallel_settings(cfg)
     _log(f"config {cfg['_path']}; up to {parallel} job(s) at a time, {threads} torch thread(s) each")
     ensure_data(cfg)
@@ -233,7 +282,9 @@ def run_pipeline(config: str | Path | None = None, force: bool = False) -> dict[
             for config_path in modes[mode]:
                 name = Path(config_path).stem
                 for ckpt in ckpts:
-                    if not force and is_complete(record_path(records_dir, name, ckpt.name), ckpt.sha256, name):
+                    key = transfer_run_key(config_path, ckpt, data_dir=cfg["data_dir"],
+                                           cfg_options=parse_cfg_options(options), seed=cfg.get("seed", 0))
+                    if not force and is_complete(record_path(records_dir, name, ckpt.name), key):
                         _log(f"transfer {name} / {ckpt.name}: finished record found; reused")
                         continue
                     argv = ["transfer", "random" if ckpt.is_random else f"{ckpt.name}={ckpt.path}",

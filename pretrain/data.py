@@ -31,6 +31,7 @@ from torchvision import transforms as T
 from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms import v2
 
+from mixbench.base.io import DataError
 from mixbench.pretrain.imagenet100 import IMAGENET100_WNIDS
 
 AUGMENTATIONS = ("moco_v1", "moco_v2", "cmc", "center")
@@ -174,8 +175,14 @@ class ImageFolderViews(Dataset):
         path, label = self.samples[idx]
         if self.worker_stage != "augment":
             return {"inputs": self._load(path), "data_samples": {"label": label, "idx": idx}}
-        with Image.open(path) as img:
-            rgb = img.convert("RGB")
+        # Policy (pretraining, linear eval, kNN): an unreadable image stops the run with its path. Skipping it
+        # would silently change the dataset every number is measured on; the user fixes or removes the file.
+        try:
+            with Image.open(path) as img:
+                rgb = img.convert("RGB")  # decodes the whole file: a truncated JPEG fails here
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+            raise DataError(f"{path}: unreadable image ({type(err).__name__}: {err}); fix or remove the file") \
+                from None
         views = [self.transform(rgb) for _ in range(self.n_views)]
         return {"inputs": views, "data_samples": {"label": label, "idx": idx}}
 
@@ -184,12 +191,12 @@ class ImageFolderViews(Dataset):
         data = read_file(path)
         if self.worker_stage == "read":
             if data.numel() < 3 or data[0] != 0xFF or data[1] != 0xD8:  # JPEG start-of-image marker
-                raise ValueError(f"{path}: not a JPEG file; worker_stage='read' decodes JPEG only (use 'decode')")
+                raise DataError(f"{path}: not a JPEG file; worker_stage='read' decodes JPEG only (use 'decode')")
             return data
         try:
             return decode_image(data, mode=ImageReadMode.RGB)
         except RuntimeError as err:
-            raise ValueError(f"{path}: cannot decode image ({err})") from err
+            raise DataError(f"{path}: unreadable image ({err}); fix or remove the file") from None
 
 
 def _read_file_list(root: Path, file_list: Path) -> tuple[list[tuple[str, int]], list[str]]:

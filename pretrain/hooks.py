@@ -58,7 +58,7 @@ class KNNMonitorHook(Hook):
     Args:
         train_root, val_root: ImageNet-style split folders (``<root>/<wnid>/<image>``); default: the
             training set's root and its sibling ``val`` folder.
-        interval: epochs between evaluations.
+        interval: epochs between evaluations; None: only after the last epoch (follows ``max_epochs``).
         k, T: neighbours and temperature of the weighted vote (``pretrain.knn``).
         size: centre-crop size; batch_size, num_workers: of the feature-extraction loaders.
         before_train: also evaluate the encoder before the first step (the random-init reference).
@@ -72,7 +72,7 @@ class KNNMonitorHook(Hook):
         self,
         train_root: str | None = None,
         val_root: str | None = None,
-        interval: int = 10,
+        interval: int | None = 10,
         k: int = 200,
         T: float = 0.1,
         size: int = 224,
@@ -98,7 +98,7 @@ class KNNMonitorHook(Hook):
             self._evaluate(runner, "before training")
 
     def after_train_epoch(self, runner) -> None:
-        if self.every_n_epochs(runner, self.interval) or self.is_last_train_epoch(runner):
+        if (self.interval and self.every_n_epochs(runner, self.interval)) or self.is_last_train_epoch(runner):
             self._evaluate(runner, f"epoch {runner.epoch + 1}")
 
     def _evaluate(self, runner, when: str) -> None:

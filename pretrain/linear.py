@@ -124,6 +124,7 @@ def run_linear(
     from mmengine.config import Config
     from mmengine.runner import Runner
 
+    from mixbench.base.hooks import guard_config
     from mixbench.base.io import atomic_write_json
     from mixbench.base.safe_load import allow_mmengine_checkpoints
 
@@ -141,9 +142,16 @@ def run_linear(
     if launcher != "none" and not torch.cuda.is_available():
         init_cpu_process_group(launcher)
         use_cpu_ddp(cfg)
+    guard_config(cfg)  # stop at a non-finite loss; checkpoint saves that cannot lose the last good one
     allow_mmengine_checkpoints()
     runner = Runner.from_cfg(cfg)
-    runner.train()
+    if runner.rank == 0:
+        from mixbench.base.locks import work_dir_lock
+
+        with work_dir_lock(cfg.work_dir):  # a second linear eval on this work dir is refused, not interleaved
+            runner.train()
+    else:
+        runner.train()
     hub = runner.message_hub
     metrics = {
         k[len("val/") :]: float(v.current()) for k, v in hub.log_scalars.items() if k.startswith("val/")

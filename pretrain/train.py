@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from mixbench.base.hooks import guard_config
 from mixbench.base.launch import LAUNCHERS, init_cpu_process_group, use_cpu_ddp
 from mixbench.base.precision import apply_run_settings
 
@@ -79,6 +80,7 @@ def build_config(
     if launcher != "none" and not torch.cuda.is_available():
         _setup_cpu_distributed(cfg, launcher)
     _fill_dataset_size(cfg)
+    guard_config(cfg)  # stop at a non-finite loss; checkpoint saves that cannot lose the last good one
     if channels_last:  # converted when built, before mmengine wraps it in DDP (whose buckets follow the layout)
         cfg.model = dict(type="ChannelsLastModel", model=cfg.model)
     return cfg
@@ -102,7 +104,14 @@ def train(
     cfg = build_config(config, work_dir, cfg_options, launcher, resume, amp, channels_last)
     if cfg.get("cpu_threads") and not torch.cuda.is_available():
         torch.set_num_threads(int(cfg.cpu_threads))
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    from mmengine.dist import get_rank
+
+    from mixbench.base.locks import work_dir_lock
+
+    if get_rank() != 0:  # rank 0 holds the work dir for every process of the run
+        Runner.from_cfg(cfg).train()
+        return Path(cfg.work_dir)
+    with work_dir_lock(cfg.work_dir):  # a second run on this work dir is refused, not interleaved
+        Runner.from_cfg(cfg).train()
     return Path(cfg.work_dir)
 

@@ -100,11 +100,27 @@ def collect_records(paths: list[str | Path]) -> list[tuple[Path, dict[str, Any]]
     return [(f, load_record(f)) for f in sorted(set(files))]
 
 
-def is_complete(path: str | Path, checkpoint_sha256: str | None, config_name: str) -> bool:
-    """True when ``path`` holds a finished record of the same checkpoint content and config."""
+def is_complete(path: str | Path, run_key: dict[str, Any]) -> bool:
+    """True when ``path`` holds a finished record of the same run key (:func:`mixbench.transfer.runner.run_key`:
+    checkpoint sha256, config name and resolved-config digest, data root, seed, world size).
+
+    A record from before run keys existed, or with any other key, is not complete: the run is redone.
+    """
     try:
         rec = load_record(path)
     except (ValueError, FileNotFoundError):
         return False
-    return (rec["status"] == "complete" and rec["checkpoint"].get("sha256") == checkpoint_sha256
-            and rec["config"].get("name") == config_name)
+    return rec["status"] == "complete" and rec.get("run_key") == run_key
+
+
+def metrics_status(metrics: dict[str, Any]) -> tuple[str, str | None]:
+    """``('complete', None)`` for finite metrics; ``('invalid', why)`` when one is NaN or inf (a diverged run).
+
+    Tables show only complete records, so a diverged run is never printed as measured.
+    """
+    import math
+
+    bad = sorted(k for k, v in metrics.items() if not math.isfinite(float(v)))
+    if bad:
+        return "invalid", f"non-finite metrics {bad}: the run diverged"
+    return "complete", None

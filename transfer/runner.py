@@ -10,13 +10,21 @@ What the runner adds to a config (configs never hold checkpoint paths):
   * ``model.data_preprocessor.mean/std`` from the converted file's metadata (what the encoder was fed);
   * the data root on every dataset (and on CocoMetric's annotation file);
   * BN: ``SyncBN`` only where it runs (several GPU processes), plain BN otherwise (one process, or CPU);
-  * ``work_dir = work_dirs/transfer/<config name>/<checkpoint name>``, auto-resume from it.
+  * ``work_dir = work_dirs/transfer/<config name>/<checkpoint name>/<run key id>``, auto-resume from it.
 Then it checks that every backbone tensor equals the converted file's (mmengine's ``PretrainedInit`` loads with
 ``strict=False`` and only warns), trains, tests, and writes the run record.
+
+Run key: everything that decides the result, i.e. the checkpoint's sha256, the config's name and the digest of the
+resolved config (``--cfg-options`` included), the data root, the seed and the world size
+(:func:`run_key`). Work dirs, records and reuse are keyed by it: a run with another key never resumes another
+run's checkpoints nor skips because of another run's record; it runs fresh in its own work dir. Every checkpoint
+carries the key and a resume from one with another key stops (:func:`_run_key_hook`). One process at a time
+holds a work dir (:func:`mixbench.base.locks.work_dir_lock`).
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import time
@@ -27,6 +35,7 @@ from typing import Any
 
 import torch
 
+from mixbench.base.config import config_digest, key_id
 from mixbench.base.launch import init_cpu_process_group, use_cpu_ddp
 from mixbench.base.precision import apply_run_settings
 from mixbench.transfer import ops_backend
@@ -36,6 +45,7 @@ from mixbench.transfer.records import (
     hardware,
     is_complete,
     load_record,
+    metrics_status,
     package_versions,
     record_path,
     write_record,
@@ -151,6 +161,18 @@ def apply_data_root(cfg: Any, root: str) -> None:
             ev["ann_file"] = os.path.join(root, ds["ann_file"])
 
 
+def use_checked_datasets(cfg: Any) -> None:
+    """Swap mmdet's VOC/COCO datasets and image loader for :mod:`mixbench.transfer.datasets`' (same parsing; bad
+    files named, dropped annotations counted), in every dataloader of the config."""
+    from mixbench.transfer.datasets import SWAPS  # registers the types in mmdet's registries
+
+    for loader in _loaders(cfg):
+        for ds in _datasets(loader["dataset"]):
+            ds["type"] = SWAPS.get(ds.get("type"), ds.get("type"))
+            for step in ds.get("pipeline", []):
+                step["type"] = SWAPS.get(step.get("type"), step.get("type"))
+
+
 def _scale(pipeline: list[dict]) -> list[int]:
     for t in pipeline:
         if t.get("type") == "Resize":
@@ -217,8 +239,26 @@ def key_settings(cfg: Any, world_size: int) -> dict[str, Any]:
     }
 
 
-def work_dir_for(config: str | Path, ckpt_name: str, root: str | Path = "work_dirs/transfer") -> Path:
-    return Path(root) / Path(config).stem / ckpt_name
+def work_dir_for(config: str | Path, ckpt_name: str, root: str | Path = "work_dirs/transfer",
+                 key: dict[str, Any] | None = None) -> Path:
+    """``root/<config name>/<checkpoint name>[/<run key id>]``: one folder per run key."""
+    base = Path(root) / Path(config).stem / ckpt_name
+    return base / key_id(key) if key is not None else base
+
+
+def run_key(cfg: Any, config: str | Path, ckpt: Checkpoint, seed: int, world_size: int) -> dict[str, Any]:
+    """What decides a transfer result, as stated in its record and compared before any resume or reuse.
+
+    ``cfg`` is the resolved config from :func:`build_config`. The converted file's folder is left out of the
+    digest (its name is the source's sha256, which the key holds), so the CLI and the pipeline, which cache
+    conversions in different folders, agree on the key.
+    """
+    cfg = copy.deepcopy(cfg)
+    init = cfg.model.backbone.get("init_cfg")
+    if init and init.get("checkpoint"):
+        init["checkpoint"] = Path(init["checkpoint"]).name
+    return {"checkpoint_sha256": ckpt.sha256, "config": Path(config).stem, "config_sha256": config_digest(cfg),
+            "data_root": os.path.abspath(cfg.data_root), "seed": int(seed), "world_size": int(world_size)}
 
 
 def build_config(config: str | Path, ckpt: Checkpoint, work_dir: Path, *, data_dir: str | Path | None = None,
@@ -227,10 +267,13 @@ def build_config(config: str | Path, ckpt: Checkpoint, work_dir: Path, *, data_d
     """Load a transfer config and inject checkpoint, pixel statistics, data root, BN type and run settings."""
     from mmengine.config import Config
 
+    from mixbench.base.hooks import guard_config
+
     cfg = Config.fromfile(str(config))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     apply_data_root(cfg, suite_data_root(data_dir, suite_of(cfg)) if data_dir else cfg.get("data_root", "data/"))
+    use_checked_datasets(cfg)
     bb = cfg.model.backbone
     if ckpt.is_random:
         bb.init_cfg = None  # mmdet's default ResNet initialisation (Kaiming conv, BN weight 1 bias 0)
@@ -253,7 +296,16 @@ def build_config(config: str | Path, ckpt: Checkpoint, work_dir: Path, *, data_d
     if launcher != "none" and not torch.cuda.is_available():
         use_cpu_ddp(cfg)
     apply_run_settings(cfg, amp=amp)  # --amp, cudnn benchmark on GPU -> cfg.mixbench_run (stored in the record)
+    guard_config(cfg)  # stop at a non-finite loss; checkpoint saves that cannot lose the last good one
     return cfg
+
+
+def transfer_run_key(config: str | Path, ckpt: Checkpoint, *, data_dir: str | Path | None,
+                     cfg_options: dict | None, seed: int = 0, world_size: int = 1) -> dict[str, Any]:
+    """The run key :func:`run_transfer` will use for these arguments (the pipeline decides reuse with it)."""
+    cfg = build_config(config, ckpt, work_dir_for(config, ckpt.name), data_dir=data_dir, cfg_options=cfg_options,
+                       world_size=world_size, seed=seed)
+    return run_key(cfg, config, ckpt, seed, world_size)
 
 
 # ----------------------------------------------------------------------------------------------- checks
@@ -303,6 +355,29 @@ def _check_hook(converted: Path, context: str):
     return BackboneLoadCheckHook()
 
 
+def _run_key_hook(key: dict[str, Any]):
+    from mmengine.hooks import Hook
+
+    class RunKeyHook(Hook):
+        """Stamp every checkpoint with the run key; refuse to resume from a checkpoint of another key."""
+
+        priority = "VERY_HIGH"
+
+        def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+            checkpoint.setdefault("meta", {})["mixbench_run_key"] = key
+
+        def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+            found = checkpoint.get("meta", {}).get("mixbench_run_key")
+            if found != key:
+                raise TransferError(
+                    f"{runner.work_dir}: the checkpoint to resume belongs to another run (key {found}, this run "
+                    f"{key}); it would carry another run's training into this record. Delete the work dir or "
+                    "rerun with --force."
+                )
+
+    return RunKeyHook()
+
+
 # ----------------------------------------------------------------------------------------------- launch
 def init_launcher(launcher: str) -> int:
     """Initialise distributed training before the Runner; returns the world size.
@@ -337,13 +412,13 @@ def run_transfer(config: str | Path, ckpt: Checkpoint, *, records_dir: str | Pat
                  amp: bool = False) -> dict[str, Any]:
     """Fine-tune and evaluate one checkpoint with one config; return (and write) its run record.
 
-    A finished record for the same checkpoint content and config is returned as is unless ``force``.
-    An interrupted run resumes from ``work_dir/last_checkpoint`` (mmengine's auto-resume).
+    A finished record of the same run key (:func:`run_key`) is returned as is unless ``force``. An interrupted run
+    resumes from its key's ``work_dir/last_checkpoint`` (mmengine's auto-resume); another key starts fresh in its
+    own work dir. A second process on the same work dir is refused (:class:`mixbench.base.locks.WorkDirLockedError`).
     """
     from mmengine.dist import get_rank
-    from mmengine.runner import Runner
 
-    from mixbench.base.safe_load import allow_mmengine_checkpoints
+    from mixbench.base.locks import work_dir_lock
 
     config = Path(config)
     if not config.is_file():
@@ -351,31 +426,57 @@ def run_transfer(config: str | Path, ckpt: Checkpoint, *, records_dir: str | Pat
     world_size = world_size or init_launcher(launcher)
     if ckpt.path is not None and ckpt.converted is None:
         prepare_checkpoint(ckpt, cache_dir or Path(work_root) / "_converted")
-    work_dir = work_dir_for(config, ckpt.name, work_root)
+    cfg = build_config(config, ckpt, work_dir_for(config, ckpt.name, work_root), data_dir=data_dir,
+                       cfg_options=cfg_options, world_size=world_size, seed=seed, resume=True, launcher=launcher,
+                       amp=amp)
+    key = run_key(cfg, config, ckpt, seed, world_size)
+    work_dir = work_dir_for(config, ckpt.name, work_root, key)
+    cfg.work_dir = str(work_dir)
     rec_path = record_path(records_dir, config.stem, ckpt.name)
-    if not force and is_complete(rec_path, ckpt.sha256, config.stem):
-        print(f"[transfer] {config.stem} / {ckpt.name}: finished record {rec_path} found; skipped (--force reruns)")
+    if not force and is_complete(rec_path, key):
+        print(f"[transfer] {config.stem} / {ckpt.name}: finished record {rec_path} of the same run key found; "
+              "skipped (--force reruns)")
         return load_record(rec_path)
-    if force and get_rank() == 0:
-        _clear_checkpoints(work_dir)
+    if get_rank() != 0:  # rank 0 holds the work dir for every process of this run
+        return _train_and_record(cfg, config, ckpt, key, rec_path, force, seed, launcher, world_size, cfg_options)
+    with work_dir_lock(work_dir):
+        return _train_and_record(cfg, config, ckpt, key, rec_path, force, seed, launcher, world_size, cfg_options)
 
-    cfg = build_config(config, ckpt, work_dir, data_dir=data_dir, cfg_options=cfg_options,
-                       world_size=world_size, seed=seed, resume=True, launcher=launcher, amp=amp)
+
+def _train_and_record(cfg: Any, config: Path, ckpt: Checkpoint, key: dict[str, Any], rec_path: Path, force: bool,
+                      seed: int, launcher: str, world_size: int, cfg_options: dict | None) -> dict[str, Any]:
+    """Train (resuming this key's own checkpoints), test and write the record; the caller holds the work dir."""
+    from mmengine.dist import get_rank
+    from mmengine.runner import Runner
+
+    from mixbench.base.safe_load import allow_mmengine_checkpoints
+    from mixbench.transfer.datasets import DATA_REPORTS, data_report
+
+    DATA_REPORTS.clear()  # this run's datasets only (the pipeline may build several runs in one process)
+    work_dir = Path(cfg.work_dir)
+    if get_rank() == 0:
+        if force:
+            _clear_checkpoints(work_dir)
+        _stamp_work_dir(work_dir, key)
     settings = key_settings(cfg, world_size)
     op_backends = ops_backend.configure()  # chosen once per process: mmcv kernels, or torchvision on CUDA
     ops_backend.check_config_ops(cfg.model)
     allow_mmengine_checkpoints()  # mmengine resumes its own checkpoints under weights_only=True
     started = time.time()
     runner = Runner.from_cfg(cfg)
+    runner.register_hook(_run_key_hook(key), priority="VERY_HIGH")
     if not ckpt.is_random:
         runner.register_hook(_check_hook(ckpt.converted, f"{config.stem} / {ckpt.name}"), priority="HIGHEST")
     runner.train()
     # The test loop directly: Runner.test() would first auto-resume the last checkpoint again (same weights).
     metrics = runner.test_loop.run()
     wall = time.time() - started
+    status, why = metrics_status(metrics)
     record = {
         "schema": SCHEMA,
-        "status": "complete",
+        "status": status,
+        "run_key": key,
+        "run_key_id": key_id(key),
         "checkpoint": {"name": ckpt.name, "path": str(ckpt.path) if ckpt.path else None, "sha256": ckpt.sha256,
                        "converted": str(ckpt.converted) if ckpt.converted else None,
                        "init": "random (mmdet default)" if ckpt.is_random else "pretrained",
@@ -399,13 +500,34 @@ def run_transfer(config: str | Path, ckpt: Checkpoint, *, records_dir: str | Pat
         "wall_time_s": round(wall, 2),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "work_dir": str(work_dir),
+        "data": data_report(),  # annotations dropped/clipped and images skipped, per dataset and reason
     }
+    if why:
+        record["invalid_reason"] = why
     if not metrics:  # e.g. CocoMetric with no detection above the score threshold: shown as "—" in tables
         record["note"] = "the evaluator returned no metrics (no detections above the test score threshold)"
     if get_rank() == 0:
         write_record(rec_path, record)
-        print(f"[transfer] {config.stem} / {ckpt.name}: record written to {rec_path}")
+        print(f"[transfer] {config.stem} / {ckpt.name}: record written to {rec_path}"
+              + (f" (status {status}: {why}; tables leave it out)" if why else ""))
     return record
+
+
+def _stamp_work_dir(work_dir: Path, key: dict[str, Any]) -> None:
+    """Write ``run_key.json``; a work dir already stamped with another key (a key-id collision or a hand-copied
+    folder) is refused rather than resumed."""
+    import json
+
+    from mixbench.base.io import atomic_write_json
+
+    stamp = work_dir / "run_key.json"
+    if stamp.is_file():
+        found = json.loads(stamp.read_text())
+        if found != key:
+            raise TransferError(f"{stamp}: this work dir belongs to another run (key {found}, this run {key}); "
+                                "delete it or rerun with --force")
+        return
+    atomic_write_json(stamp, key)
 
 
 def _plain(obj: Any) -> Any:

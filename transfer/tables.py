@@ -81,12 +81,16 @@ def build_blocks(records: Iterable[dict[str, Any]], paper: bool = False) -> list
             if detector not in COLUMNS:
                 raise ValueError(f"no table layout for detector {detector!r} (known: {sorted(COLUMNS)})")
             blocks[key] = {"measured": [], "paper": [], "protocols": [] if proto == paper_key else [proto],
-                           "follows_paper": False}
+                           "follows_paper": False, "left_out": []}
         return blocks[key]
 
     for rec in records:
         settings = rec["config"]["settings"]
         b = block(rec["suite"], rec["detector"], rec["bn_mode"], protocol(settings))
+        if rec.get("status") != "complete":  # a diverged or unfinished run is never shown as measured
+            why = rec.get("invalid_reason") or "not finished"
+            b["left_out"].append(f"{rec['checkpoint']['name']} (status {rec.get('status')}: {why})")
+            continue
         b["measured"].append(rec)
         b["follows_paper"] = follows_paper(rec["suite"], settings)
     if paper:
@@ -117,8 +121,10 @@ def build_blocks(records: Iterable[dict[str, Any]], paper: bool = False) -> list
             notes.append("Values in percent; measured rows come from mmdet evaluations stored in run records.")
         else:
             notes.append("Values in percent, as published; no measured run followed the paper's protocol.")
+        if b["left_out"]:
+            notes.append("Not shown (no valid measurement): " + "; ".join(b["left_out"]) + ".")
         title = f"Table {table} layout: {detector}, {dataset}, {BN_TITLE.get(bn_mode, bn_mode)}"
-        out.append({"title": title + ("" if b["measured"] else " (paper)"),
+        out.append({"title": title + ("" if b["measured"] or b["left_out"] else " (paper)"),
                     "table": table, "suite": suite, "detector": detector, "bn_mode": bn_mode,
                     "protocols": b["protocols"], "notes": notes, "headers": headers, "rows": rows})
     return out

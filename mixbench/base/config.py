@@ -13,9 +13,14 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CONFIG_ROOT", "add_cfg_options", "parse_cfg_options", "resolve_config"]
+__all__ = ["CONFIG_ROOT", "NOT_RESULT_KEYS", "add_cfg_options", "config_digest", "key_id", "parse_cfg_options",
+           "resolve_config"]
 
 CONFIG_ROOT = Path(str(files("mixbench.configs")))
+# Top-level config keys that say where and how a run is executed and logged, not what it computes: left out of
+# :func:`config_digest`, so moving a work dir or changing a log interval does not restart finished work.
+NOT_RESULT_KEYS = ("work_dir", "resume", "load_from", "launcher", "visualizer", "vis_backends", "log_level",
+                   "log_processor", "default_hooks", "env_cfg", "cpu_threads")
 
 
 def resolve_config(path: str | Path) -> Path:
@@ -53,3 +58,26 @@ def parse_cfg_options(pairs: list[str] | None) -> dict[str, Any]:
     ns = argparse.Namespace()
     DictAction(option_strings=[], dest="opts")(argparse.ArgumentParser(), ns, list(pairs))
     return dict(ns.opts)
+
+
+def config_digest(cfg: Any, ignore: tuple[str, ...] = NOT_RESULT_KEYS) -> str:
+    """sha256 of a resolved mmengine config's content (after inheritance and ``--cfg-options``), minus ``ignore``.
+
+    Two runs whose digests match compute the same thing; any changed setting (lr, epochs, data root, schedule,
+    a hook that changes training) changes it. Values JSON cannot hold (types, tuples) are hashed as their text.
+    """
+    import hashlib
+    import json
+
+    plain = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+    plain = {k: v for k, v in plain.items() if k not in ignore}
+    text = json.dumps(plain, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def key_id(key: dict[str, Any]) -> str:
+    """A short stable name for a run key (16 hex digits of its sha256), used in work dir names."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -10,13 +10,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_torch_save", "atomic_write", "atomic_write_json", "atomic_write_text", "sha256_file"]
+__all__ = ["DataError", "atomic_torch_save", "atomic_write", "atomic_write_json", "atomic_write_text", "current_umask",
+           "sha256_file"]
+
+
+class DataError(ValueError):
+    """A data file (image, annotation XML/JSON) cannot be used; the message starts with its path."""
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     """Write ``path`` through a temporary file in the same folder, then ``os.replace`` it into place.
 
-    A reader sees either the old file or the complete new one, never a partial write.
+    A reader sees either the old file or the complete new one, never a partial write. The file gets the mode a
+    plain ``open(path, 'w')`` would give (0666 minus the umask): ``mkstemp`` creates 0600 for its own safety.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -26,11 +32,19 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def current_umask() -> int:
+    """The process umask (POSIX offers no read-only query: set and restore it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

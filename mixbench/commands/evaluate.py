@@ -12,13 +12,22 @@ from mixbench.base.precision import AMP_HELP
 
 
 def _linear(args: argparse.Namespace) -> int:
+    import sys
+
     from mixbench.base.config import parse_cfg_options, resolve_config
+    from mixbench.base.hooks import NonFiniteLossError
+    from mixbench.base.locks import WorkDirLockedError
     from mixbench.pretrain.linear import run_linear
 
-    result = run_linear(
-        resolve_config(args.config), args.checkpoint, args.work_dir, parse_cfg_options(args.cfg_options),
-        args.launcher, amp=args.amp,
-    )
+    try:
+        result = run_linear(
+            resolve_config(args.config), args.checkpoint, args.work_dir, parse_cfg_options(args.cfg_options),
+            args.launcher, amp=args.amp,
+        )
+    # Errors whose message names the file and the problem (a diverged run, a held work dir, unreadable data).
+    except (FileNotFoundError, ValueError, NonFiniteLossError, WorkDirLockedError) as err:
+        print(f"mixbench linear: error: {err}", file=sys.stderr)
+        return 2
     m = result["metrics"]
     print(
         f"linear eval of {args.checkpoint}: top-1 {m['accuracy/top1'] * 100:.2f}% "

@@ -27,18 +27,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from mixbench.base.config import parse_cfg_options, resolve_config
+    from mixbench.base.hooks import NonFiniteLossError
+    from mixbench.base.locks import WorkDirLockedError
     from mixbench.pretrain.train import train
 
-    work_dir = train(
-        resolve_config(args.config),
-        work_dir=args.work_dir,
-        cfg_options=parse_cfg_options(args.cfg_options),
-        launcher=args.launcher,
-        resume=args.resume,
-        amp=args.amp,
-        channels_last=args.channels_last,
-    )
+    try:
+        work_dir = train(
+            resolve_config(args.config),
+            work_dir=args.work_dir,
+            cfg_options=parse_cfg_options(args.cfg_options),
+            launcher=args.launcher,
+            resume=args.resume,
+            amp=args.amp,
+            channels_last=args.channels_last,
+        )
+    # Errors whose message names the file and the problem; anything else is a bug and keeps its traceback.
+    except (FileNotFoundError, NotADirectoryError, ValueError, NonFiniteLossError, WorkDirLockedError) as err:
+        print(f"mixbench pretrain: error: {err}", file=sys.stderr)
+        return 2
     print(f"work_dir: {work_dir}")
     return 0
 

@@ -24,6 +24,8 @@ def _configs_for(args: argparse.Namespace) -> list[Path]:
 
 
 def _transfer(args: argparse.Namespace) -> int:
+    from mixbench.base.hooks import NonFiniteLossError
+    from mixbench.base.locks import WorkDirLockedError
     from mixbench.transfer.ops_backend import OpsBackendError
     from mixbench.transfer.runner import (
         TransferError,
@@ -51,7 +53,8 @@ def _transfer(args: argparse.Namespace) -> int:
                 run_transfer(config, ckpt, records_dir=args.records_dir, work_root=args.work_root,
                              data_dir=args.data_root, cfg_options=cfg_options, force=args.force, seed=args.seed,
                              launcher=args.launcher, world_size=world_size, amp=args.amp)
-    except (TransferError, OpsBackendError, FileNotFoundError, ValueError) as err:
+    except (TransferError, OpsBackendError, FileNotFoundError, ValueError, WorkDirLockedError,
+            NonFiniteLossError) as err:
         print(f"mixbench transfer: error: {err}", file=sys.stderr)
         return 2
     return 0
@@ -78,6 +81,7 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def _pipeline(args: argparse.Namespace) -> int:
+    from mixbench.base.procs import Interrupted
     from mixbench.pipeline import PipelineError, run_pipeline
 
     try:
@@ -85,6 +89,9 @@ def _pipeline(args: argparse.Namespace) -> int:
     except PipelineError as err:
         print(f"mixbench pipeline: error: {err}", file=sys.stderr)
         return 2
+    except Interrupted as err:  # its running jobs were stopped; a rerun resumes them
+        print(f"mixbench pipeline: interrupted ({err}); running jobs stopped, rerun to resume", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -102,7 +109,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     p.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help="override config settings")
     p.add_argument("--records-dir", default="results/records")
-    p.add_argument("--work-root", default="work_dirs/transfer", help="work dirs: WORK_ROOT/<config>/<checkpoint>")
+    p.add_argument("--work-root", default="work_dirs/transfer",
+                   help="work dirs: WORK_ROOT/<config>/<checkpoint>/<run key id>")
     p.add_argument("--cache-dir", help="converted checkpoints, keyed by sha256 (default WORK_ROOT/_converted)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="rerun finished runs from scratch")

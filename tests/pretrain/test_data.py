@@ -59,3 +59,24 @@ def test_imagenet100_missing_class(tmp_path):
     (tmp_path / "src" / IMAGENET100_WNIDS[0]).mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="99 ImageNet-100 class folders missing"):
         build_imagenet100(tmp_path / "src", tmp_path / "dst")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "not_an_image"])
+def test_unreadable_image_stops_with_its_path(tmp_path, damage):
+    """Issue 12 finding 6: a truncated JPEG crashed the kNN hook with a traceback that named no file."""
+    import io
+
+    from mixbench.base.io import DataError
+
+    root = tmp_path / "train" / "n01440764"
+    root.mkdir(parents=True)
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(buf, format="JPEG")
+    good = buf.getvalue()
+    (root / "a_good.JPEG").write_bytes(good)
+    bad = {"truncated": good[: len(good) // 2], "empty": b"", "not_an_image": b"<html>404</html>"}[damage]
+    (root / "b_bad.JPEG").write_bytes(bad)
+    ds = ImageFolderViews(str(tmp_path / "train"), aug="center", size=32, n_views=1)
+    assert ds[0]["inputs"][0].shape == (3, 32, 32)  # the good one reads
+    with pytest.raises(DataError, match=r"b_bad\.JPEG: unreadable image"):
+        ds[1]

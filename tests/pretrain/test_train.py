@@ -147,6 +147,7 @@ def test_device_views_config_trains(synthetic_root, tmp_path):
     log = next(work_dir.glob("*/*.log")).read_text()
     assert "kNN epoch 1" in log
 
+
 def test_channels_last_builds_the_model_in_nhwc_before_the_runner_wraps_it(tmp_path):
     from mmengine.registry import MODELS
 
@@ -161,3 +162,17 @@ def test_channels_last_builds_the_model_in_nhwc_before_the_runner_wraps_it(tmp_p
     assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
     plain = build_config(MOCO_MIX, tmp_path)
     assert plain.model.type == "MoCo" and plain.mixbench_run["precision"] == "fp32"
+
+
+@pytest.mark.slow
+def test_diverging_run_stops_naming_the_iteration_and_saves_nothing(synthetic_root, tmp_path):
+    """Issue 12 finding 3: lr 1e6 used to exit 0 with NaN weights in its checkpoints and acc_top1 100."""
+    from mixbench.base.hooks import NonFiniteLossError
+    from mixbench.pretrain.train import train
+
+    opts = _tiny_options(synthetic_root["imagenet"], 1) + ["optim_wrapper.optimizer.lr=1e6"]
+    # 4 iterations: the last step's loss is still finite, its weights are not: caught before the epoch is saved
+    diverged = r"training diverged: (loss=(nan|inf) at iteration \d|\d+ weights hold NaN or inf .* epoch 1 \(iter)"
+    with pytest.raises(NonFiniteLossError, match=diverged):
+        train(MOCO_MIX, tmp_path / "wd", _as_dict(opts))
+    assert not list((tmp_path / "wd").glob("*.pth"))

@@ -50,12 +50,25 @@ def test_incomplete_or_foreign_records(tmp_path):
         collect_records([tmp_path / "nope"])
 
 
-def test_is_complete_needs_same_content_and_config(tmp_path):
+def test_is_complete_needs_the_same_run_key(tmp_path):
+    key = {"checkpoint_sha256": "abc", "config": "cfg", "config_sha256": "d1", "data_root": "/data", "seed": 0,
+           "world_size": 1}
     path = record_path(tmp_path, "cfg", "moco")
-    assert not is_complete(path, "abc", "cfg")
-    write_record(path, rec())
-    assert is_complete(path, "abc", "cfg")
-    assert not is_complete(path, "other-sha", "cfg")  # same name, different checkpoint bytes: rerun
-    assert not is_complete(path, "abc", "other-cfg")
-    write_record(path, rec(status="failed"))
-    assert not is_complete(path, "abc", "cfg")
+    assert not is_complete(path, key)
+    write_record(path, {**rec(), "run_key": key})
+    assert is_complete(path, key)
+    for field, other in [("checkpoint_sha256", "other-sha"), ("config_sha256", "d2"), ("data_root", "/other"),
+                         ("seed", 1), ("world_size", 2)]:
+        assert not is_complete(path, {**key, field: other}), field  # any change reruns
+    write_record(path, rec())  # a record from before run keys
+    assert not is_complete(path, key)
+    write_record(path, {**rec(status="failed"), "run_key": key})
+    assert not is_complete(path, key)
+
+
+def test_metrics_status_marks_non_finite_metrics_invalid():
+    from mixbench.transfer.records import metrics_status
+
+    assert metrics_status({"pascal_voc/AP50": 0.0, "coco/bbox_mAP_s": -1.0}) == ("complete", None)
+    status, why = metrics_status({"pascal_voc/AP50": float("nan"), "pascal_voc/recall": 0.5})
+    assert status == "invalid" and "pascal_voc/AP50" in why and "diverged" in why

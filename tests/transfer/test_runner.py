@@ -90,23 +90,135 @@ def test_backbone_mismatches_finds_every_kind_of_wrong_key():
     assert r50["shape"] and r50["unexpected"]
 
 
-def test_finished_record_is_not_rerun(tmp_path, monkeypatch):
+def _random_key(tmp_path, **kw) -> dict:
+    from mixbench.transfer.runner import run_key
+
+    ck = Checkpoint(name="random", path=None)
+    args = dict(data_dir=tmp_path / "data", cfg_options=None, seed=0, world_size=1)
+    args.update(kw)
+    cfg = build_config(DEMO_VOC, ck, tmp_path / "wd", data_dir=args["data_dir"], cfg_options=args["cfg_options"],
+                       world_size=args["world_size"], seed=args["seed"])
+    return run_key(cfg, DEMO_VOC, ck, args["seed"], args["world_size"])
+
+
+def test_run_key_changes_with_every_setting_that_decides_the_result(tmp_path):
+    from mixbench.transfer.runner import work_dir_for
+
+    base = _random_key(tmp_path)
+    assert base == _random_key(tmp_path)  # deterministic: same inputs, same key
+    assert base["data_root"] == str(tmp_path / "data" / "VOCdevkit") and base["seed"] == 0
+    changed = [
+        _random_key(tmp_path, cfg_options={"optim_wrapper.optimizer.lr": 0.05}),
+        _random_key(tmp_path, cfg_options={"train_cfg.max_epochs": 3}),
+        _random_key(tmp_path, data_dir=tmp_path / "other"),
+        _random_key(tmp_path, seed=1),
+        _random_key(tmp_path, world_size=2),
+    ]
+    assert all(k != base for k in changed)
+    dirs = {work_dir_for(DEMO_VOC, "random", tmp_path, k) for k in [base, *changed]}
+    assert len(dirs) == 6  # one work dir per key: none resumes another's checkpoints
+    # where and how a run logs is not part of the key
+    assert _random_key(tmp_path, cfg_options={"default_hooks.logger.interval": 7}) == base
+
+
+def test_finished_record_is_not_rerun_unless_the_key_changed(tmp_path, monkeypatch):
     from mmengine.runner import Runner
 
     from mixbench.transfer.records import SCHEMA, record_path, write_record
 
     rec = {"schema": SCHEMA, "status": "complete", "checkpoint": {"name": "random", "sha256": None},
            "config": {"name": DEMO_VOC.stem}, "suite": "voc", "detector": "Faster R-CNN", "bn_mode": "frozen",
-           "metrics": {"pascal_voc/AP50": 0.25}}
-    write_record(record_path(tmp_path, DEMO_VOC.stem, "random"), rec)
+           "metrics": {"pascal_voc/AP50": 0.25}, "run_key": _random_key(tmp_path)}
+    write_record(record_path(tmp_path / "rec", DEMO_VOC.stem, "random"), rec)
+
+    class Refused(Exception):
+        pass
 
     def refuse(*a, **k):
-        raise AssertionError("a finished run was started again")
+        raise Refused("a run was started")
 
     monkeypatch.setattr(Runner, "from_cfg", refuse)
-    out = run_transfer(DEMO_VOC, Checkpoint(name="random", path=None), records_dir=tmp_path,
-                       work_root=tmp_path / "wd")
+    kw = dict(records_dir=tmp_path / "rec", work_root=tmp_path / "wd", data_dir=tmp_path / "data")
+    out = run_transfer(DEMO_VOC, Checkpoint(name="random", path=None), **kw)
     assert out["metrics"] == rec["metrics"]
+    # Finding 2: a changed seed, data root or --cfg-options used to print "skipped" and keep the old numbers.
+    for change in [dict(seed=1), dict(data_dir=tmp_path / "other"), dict(cfg_options={"train_cfg.max_epochs": 3})]:
+        with pytest.raises(Refused):
+            run_transfer(DEMO_VOC, Checkpoint(name="random", path=None), **{**kw, **change})
+
+
+def test_resume_from_a_checkpoint_of_another_key_is_refused(tmp_path):
+    from mixbench.transfer.runner import _run_key_hook
+
+    class R:
+        work_dir = "wd"
+
+    hook = _run_key_hook({"seed": 0})
+    saved: dict = {}
+    hook.before_save_checkpoint(R(), saved)
+    hook.after_load_checkpoint(R(), saved)  # its own checkpoint: fine
+    with pytest.raises(TransferError, match="belongs to another run"):
+        hook.after_load_checkpoint(R(), {"meta": {"mixbench_run_key": {"seed": 1}}})
+    with pytest.raises(TransferError, match="belongs to another run"):
+        hook.after_load_checkpoint(R(), {"meta": {}})  # a checkpoint from before run keys
+
+
+def test_second_run_on_a_work_dir_is_refused_while_the_first_holds_it(tmp_path):
+    import subprocess
+    import sys
+
+    from mixbench.base.locks import WorkDirLockedError, work_dir_lock
+
+    wd = tmp_path / "wd"
+    with work_dir_lock(wd):
+        with pytest.raises(WorkDirLockedError, match=r"wd: another run holds this work dir \(pid \d+"):
+            with work_dir_lock(wd):
+                pass
+        # another process too (flock is per open file, so this is the real case)
+        code = ("import sys; from mixbench.base.locks import work_dir_lock\n"
+                f"with work_dir_lock({str(wd)!r}): pass")
+        other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert other.returncode != 0 and "another run holds this work dir" in other.stderr
+    with work_dir_lock(wd):  # released: free again
+        pass
+
+
+def test_run_transfer_refuses_a_work_dir_another_run_holds(tmp_path, monkeypatch):
+    """Finding 7: two transfers of the same checkpoint and config ran at once in one work dir."""
+    from mmengine.runner import Runner
+
+    from mixbench.base.locks import WorkDirLockedError, work_dir_lock
+    from mixbench.transfer.runner import work_dir_for
+
+    def refuse(*a, **k):
+        raise AssertionError("trained although another run holds the work dir")
+
+    monkeypatch.setattr(Runner, "from_cfg", refuse)
+    held = work_dir_for(DEMO_VOC, "random", tmp_path / "wd", _random_key(tmp_path))
+    with work_dir_lock(held):
+        with pytest.raises(WorkDirLockedError, match="another run holds this work dir"):
+            run_transfer(DEMO_VOC, Checkpoint(name="random", path=None), records_dir=tmp_path / "rec",
+                         work_root=tmp_path / "wd", data_dir=tmp_path / "data")
+
+
+def test_stale_lock_of_a_killed_run_is_detected_and_taken_over(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from mixbench.base.locks import work_dir_lock
+
+    wd = tmp_path / "wd"
+    code = ("import time; from mixbench.base.locks import work_dir_lock\n"
+            f"with work_dir_lock({str(wd)!r}):\n    print('held', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    notes: list[str] = []
+    with work_dir_lock(wd, log=notes.append):
+        pass
+    assert len(notes) == 1 and f"stale lock (pid {proc.pid}" in notes[0]
 
 
 # ------------------------------------------------------------------------------------------ real runs
@@ -144,6 +256,10 @@ def test_public_moco_layout_end_to_end_through_the_cli(tmp_path, synthetic_root,
     argv = ["transfer", str(src), "--suite", "voc", "--bn", "frozen", "--data-root",
             str(synthetic_root["voc"].parent), "--records-dir", str(tmp_path / "rec"), "--work-root",
             str(tmp_path / "wd"), "--cfg-options", "train_dataloader.dataset.times=1", "train_cfg.max_epochs=1",
+            # The paper config's lr 0.01 is for 8 GPUs x 2 images; one process x 2 takes 1/8 of it (linear scaling).
+            # At 0.01 the loss reached 1e7 after one step and NaN by iteration 3-5: issue 12's finite-loss check
+            # stops that run, which this test used to accept (a NaN model's AP is still in [0, 1]).
+            "optim_wrapper.optimizer.lr=0.00125",
             "train_cfg.val_interval=2", "val_dataloader.num_workers=0", "val_dataloader.persistent_workers=False",
             # the paper's R50 config with an R18 backbone: the same code path at a fraction of the CPU time
             "model.backbone.depth=18", "model.neck.in_channels=[64,128,256,512]", *TINY, "--amp"]
@@ -196,38 +312,66 @@ class _Killed(Exception):
 
 
 def _register_test_hooks():
+    """One hook for both runs (a changed custom_hooks list would change the run key): it records the epoch each
+    run starts at and, while ``kill`` is set, dies after the first epoch was saved."""
     from mmengine.hooks import Hook
     from mmengine.registry import HOOKS
 
-    @HOOKS.register_module(name="_MixbenchKillAfterEpoch", force=True)
-    class KillAfterEpoch(Hook):
+    @HOOKS.register_module(name="_MixbenchKillAndWatch", force=True)
+    class KillAndWatch(Hook):
         priority = "LOWEST"  # after CheckpointHook saved the epoch
-
-        def after_train_epoch(self, runner) -> None:
-            raise _Killed(f"killed after epoch {runner.epoch}")
-
-    @HOOKS.register_module(name="_MixbenchStartEpoch", force=True)
-    class StartEpoch(Hook):
         seen: list[int] = []
+        kill = True
 
         def before_train(self, runner) -> None:
-            StartEpoch.seen.append(runner.epoch)
+            KillAndWatch.seen.append(runner.epoch)
 
-    return StartEpoch
+        def after_train_epoch(self, runner) -> None:
+            if KillAndWatch.kill:
+                raise _Killed(f"killed after epoch {runner.epoch}")
+
+    return KillAndWatch
 
 
 @pytest.mark.slow
 def test_killed_run_resumes_and_finished_run_is_skipped(tmp_path, synthetic_root, capsys):
-    start = _register_test_hooks()
+    watch = _register_test_hooks()
     kw = dict(records_dir=tmp_path / "rec", work_root=tmp_path / "wd", data_dir=synthetic_root["voc"].parent)
-    opts = _options([*TINY, "train_cfg.max_epochs=2"])
+    opts = {**_options([*TINY, "train_cfg.max_epochs=2"]), "custom_hooks": [dict(type="_MixbenchKillAndWatch")]}
     with pytest.raises(_Killed):
-        run_transfer(DEMO_VOC, Checkpoint(name="random", path=None),
-                     cfg_options={**opts, "custom_hooks": [dict(type="_MixbenchKillAfterEpoch")]}, **kw)
-    work = tmp_path / "wd" / DEMO_VOC.stem / "random"
+        run_transfer(DEMO_VOC, Checkpoint(name="random", path=None), cfg_options=opts, **kw)
+    (work,) = (tmp_path / "wd" / DEMO_VOC.stem / "random").iterdir()  # one folder: this run key
     assert (work / "epoch_1.pth").is_file() and not (tmp_path / "rec").exists()
-    rec = run_transfer(DEMO_VOC, Checkpoint(name="random", path=None),
-                       cfg_options={**opts, "custom_hooks": [dict(type="_MixbenchStartEpoch")]}, **kw)
-    assert start.seen == [1]  # resumed after the first epoch, not from scratch
+    watch.kill = False
+    rec = run_transfer(DEMO_VOC, Checkpoint(name="random", path=None), cfg_options=opts, **kw)
+    assert watch.seen == [0, 1]  # resumed after the first epoch, not from scratch
     assert (work / "epoch_2.pth").is_file() and rec["status"] == "complete"
-    assert rec["config"]["settings"]["epochs"] == 2
+    assert rec["config"]["settings"]["epochs"] == 2 and rec["run_key_id"] == work.name
+    assert json.loads((work / "run_key.json").read_text()) == rec["run_key"]
+
+
+@pytest.mark.slow
+def test_same_name_other_file_trains_fresh_and_records_its_own_numbers(tmp_path, synthetic_root):
+    """Finding 1: B (same name as A, other bytes) used to resume A's detector and write A's AP under B's sha256."""
+    from mixbench.base.io import sha256_file
+    from mixbench.base.safe_load import safe_torch_load
+
+    watch = _register_test_hooks()
+    watch.kill, watch.seen = False, []
+    kw = dict(records_dir=tmp_path / "rec", work_root=tmp_path / "wd", data_dir=synthetic_root["voc"].parent,
+              cfg_options={**_options([*TINY, "train_cfg.max_epochs=1"]),
+                           "custom_hooks": [dict(type="_MixbenchKillAndWatch")]})
+    f = tmp_path / "ck.pth"
+    torch.save(_torchvision_backbone("resnet18"), f)
+    rec_a = run_transfer(DEMO_VOC, parse_checkpoint(f"moco={f}"), **kw)
+    sd = _torchvision_backbone("resnet18")
+    sd["conv1.weight"] = sd["conv1.weight"] * 0.5  # re-pretrained: same name, other weights
+    torch.save(sd, f)
+    rec_b = run_transfer(DEMO_VOC, parse_checkpoint(f"moco={f}"), **kw)
+    assert watch.seen == [0, 0]  # B started from epoch 0: nothing of A's run was resumed
+    assert rec_b["checkpoint"]["sha256"] == sha256_file(f) != rec_a["checkpoint"]["sha256"]
+    assert rec_b["work_dir"] != rec_a["work_dir"]
+    # B's fine-tuned detector started from B's weights (one short epoch moves them little), not from A's (2x)
+    det = safe_torch_load(Path(rec_b["work_dir"]) / "epoch_1.pth")["state_dict"]["backbone.conv1.weight"]
+    b_init = sd["conv1.weight"]
+    assert (det - b_init).norm() < 0.1 * b_init.norm() < (det - 2 * b_init).norm()

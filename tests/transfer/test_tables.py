@@ -126,3 +126,14 @@ def test_paper_rows_share_a_block_only_with_runs_of_the_paper_protocol():
     assert len(alone) == 2 and alone[1]["title"].endswith("(paper)")
     assert all(r[-1] == "measured" for r in alone[0]["rows"])
     assert all(r[-1].startswith("paper") for r in alone[1]["rows"]) and len(alone[1]["rows"]) == n_paper
+
+
+def test_a_diverged_run_is_never_shown_as_measured():
+    """Issue 12 finding 3: a diverged transfer's record used to appear in the table as a measured 0.0."""
+    bad = record("moco+lr1e6", "Faster R-CNN", "voc", "frozen", {"pascal_voc/AP50": float("nan"),
+                                                                 "pascal_voc/recall": 0.0})
+    bad.update(status="invalid", invalid_reason="non-finite metrics ['pascal_voc/AP50']: the run diverged")
+    (b,) = [b for b in build_blocks([*RECORDS, bad]) if b["suite"] == "voc" and b["bn_mode"] == "frozen"]
+    assert [r[0] for r in b["rows"]] == ["moco", "moco+mix"]
+    assert any("Not shown (no valid measurement): moco+lr1e6 (status invalid: non-finite" in n for n in b["notes"])
+    assert "moco+lr1e6" not in render([b], "csv")

@@ -2,13 +2,16 @@
 # the MoCo and CMC presets; each preset adds its method's model and data base and states its own deltas.
 _base_ = ["./default_runtime.py", "./schedule_sgd_step.py"]
 
-max_epochs = 5
-train_cfg = dict(max_epochs=max_epochs)
-param_scheduler = [dict(type="CosineAnnealingLR", by_epoch=True, begin=0, end=max_epochs, T_max=max_epochs)]
-# kNN top-1 (k=200, T=0.1) on <root>/../val before training (random init) and after the last epoch.
+train_cfg = dict(max_epochs=5)
+# No `end`/`T_max`: mmengine's Runner sets `end` to train_cfg.max_epochs when it builds the scheduler and the
+# cosine takes T_max = end - begin, so `--cfg-options train_cfg.max_epochs=8` moves the whole schedule (a value
+# written here would stay at 5 and leave the lr flat after epoch 5).
+param_scheduler = [dict(type="CosineAnnealingLR", by_epoch=True, begin=0)]
+# kNN top-1 (k=200, T=0.1) on <root>/../val before training (random init) and after the last epoch, whatever
+# max_epochs is (interval=None: at the last epoch only).
 custom_hooks = [
     dict(type="MixbenchMetaHook"),
-    dict(type="KNNMonitorHook", interval=max_epochs, size=64, num_workers=0, before_train=True),
+    dict(type="KNNMonitorHook", interval=None, size=64, num_workers=0, before_train=True),
 ]
 default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=1, max_keep_ckpts=2))
 # torch threads on CPU (pretrain.train): on 2 cores shared with other jobs one thread was ~7x faster than two
