@@ -15,7 +15,10 @@ from mixbench.convert.errors import ConversionError
 
 
 def _args(src: Path, out: Path) -> argparse.Namespace:
-    return argparse.Namespace(src=str(src), out=str(out), to="mmdet", arch=None, source="auto", verbose=False)
+    """The command line as the user types it, through the real parser."""
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    return parser.parse_args(["convert", str(src), "-o", str(out), "--to", "mmdet"])
 
 
 def test_output_equal_to_source_is_refused_and_source_kept(tmp_path: Path, capsys) -> None:
