@@ -91,9 +91,30 @@ def test_unmix_needs_query_only_mixing():
         arch="resnet18", dim=8, K=16, unmix=True,
         data_preprocessor=dict(type="MixPreprocessor", global_mix=dict(n=2, p=1.0), views="query", seed=0),
     )  # fmt: skip
+    torch.manual_seed(0)
     data = {"inputs": [torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8)] * 2}
-    losses = m.loss(**m.data_preprocessor(data, training=True))
-    assert torch.isfinite(losses["loss"])
+    batch = m.data_preprocessor(data, training=True)
+    (plan,) = batch["data_samples"]["mix_plans"]
+    im_q, im_k = batch["inputs"]
+    ref = copy.deepcopy(m)
+    queue_before = m.queue.clone()
+    loss = m.loss(**batch)["loss"]
+    # Un-Mix written out (n = 2, printed eq. 3: I_m = a_1 I_1 + (1 - a_1) I_2 with I_2 the sample, I_1 its partner):
+    # a_1 CE(q, k_partner) + (1 - a_1) CE(q, k_own), each CE against [positive, queue] / T, label 0.
+    with torch.no_grad():
+        for pq, pk in zip(ref.encoder_q.parameters(), ref.encoder_k.parameters()):
+            pk.copy_(0.999 * pk + 0.001 * pq)
+        k = F.normalize(ref.encoder_k(im_k), dim=1)
+    q = F.normalize(ref.encoder_q(im_q), dim=1)
+
+    def ce(keys: torch.Tensor) -> torch.Tensor:  # (N,) per-sample InfoNCE with ``keys`` as positives
+        logits = torch.cat([(q * keys).sum(1, keepdim=True), q @ queue_before], 1) / m.T
+        return -torch.log_softmax(logits, 1)[:, 0]
+
+    a1 = plan.coefs[0]
+    assert bool(plan.apply.all())  # p = 1: every sample mixed
+    expected = (a1 * ce(k[plan.perms[0]])).mean() + ((1 - a1) * ce(k)).mean()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_meta_is_plain_data(moco):
