@@ -54,6 +54,13 @@ def _clip(bbox: list[float], width: int, height: int) -> tuple[list[float], bool
 class _Checked:
     """Counting and the image-file policy shared by the VOC and COCO subclasses."""
 
+    def full_init(self) -> None:
+        """mmengine builds the data list lazily; the report of what was dropped follows the first full build."""
+        if self._fully_initialized:
+            return
+        super().full_init()
+        self._finish_report(self.ann_file)
+
     def _start_report(self) -> None:
         self.dropped: Counter[str] = Counter()
         self.clipped = 0
@@ -112,12 +119,6 @@ class MixbenchVOCDataset(_Checked, VOCDataset):
         data_list = super().load_data_list()
         return self._check_image_files(data_list, self.ann_file)
 
-    def full_init(self) -> None:
-        if self._fully_initialized:
-            return
-        super().full_init()
-        self._finish_report(self.ann_file)
-
     def parse_data_info(self, img_info: dict) -> dict:
         try:
             return self._check_instances(super().parse_data_info(img_info))
@@ -159,12 +160,6 @@ class MixbenchCocoDataset(_Checked, CocoDataset):
         finally:
             del self.COCOAPI
         return self._check_image_files(data_list, self.ann_file)
-
-    def full_init(self) -> None:
-        if self._fully_initialized:
-            return
-        super().full_init()
-        self._finish_report(self.ann_file)
 
     def parse_data_info(self, raw_data_info: dict) -> dict:
         img = raw_data_info["raw_img_info"]
