@@ -11,8 +11,9 @@
 #                 diverges to NaN within the epoch (measured: MoCo R18, VOC demo, iteration ~50)
 #   RoIs          proposals and sampled RoIs scaled down with the image area (192x144 is 1/22 of 1000x600): the RoI
 #                 heads' FC over mmdet's 512 sampled / 1000 test RoIs per image would dominate a CPU step: 300
-#                 proposals, 128 sampled RoIs (measured: 100 / 64 saved little time and cost most of the signal,
-#                 VOC MoCo AP50 66.9 -> 42.6, Mask R-CNN MoCo box AP 15.6 -> 3.4)
+#                 proposals, 128 sampled RoIs (measured on 2 idle cores: 100 / 64 cut a Mask R-CNN run from
+#                 244-276 s to 164-180 s but cost most of the signal, VOC MoCo AP50 to 42.6, Mask R-CNN MoCo box AP
+#                 to 3.4, below random init)
 #   loaders       no worker processes (2 shared cores), boxes >= 8 px kept (the synthetic objects are 12-80 px
 #                 at this scale; the bases drop boxes < 32 px at full scale)
 #   validation    none during the one-epoch schedule: the runner's own test pass (the run record) is the evaluation
