@@ -26,7 +26,15 @@ from typing import Any
 
 from mixbench.base.config import resolve_config
 from mixbench.base.io import atomic_write_json, atomic_write_text, sha256_file
-from mixbench.pipeline import Job, PipelineError, ensure_data, parallel_settings, run_jobs
+from mixbench.pipeline import (
+    Job,
+    PipelineError,
+    ensure_data,
+    finished_pretraining,
+    last_checkpoint,
+    parallel_settings,
+    run_jobs,
+)
 
 REQUIRED_KEYS = ("base_config", "seeds", "epochs", "variants", "data_dir", "work_dir", "results_dir", "evaluation")
 METRICS = (("knn_top1", "kNN top-1 (%)", 100.0, 2), ("flatness_max_prob", "mean max prob (Fig. 5)", 1.0, 5))
@@ -146,30 +154,12 @@ def _read_record(path: Path) -> dict[str, Any] | None:
         raise AblationError(f"{path}: not a JSON record ({err}); delete it to rerun") from None
 
 
-def _finished_checkpoint(run: Run) -> Path | None:
-    stage = run.run_dir / "stage.json"
-    if not stage.is_file():
-        return None
-    done = json.loads(stage.read_text())
-    ckpt = Path(done["checkpoint"])
-    return ckpt if ckpt.is_file() and sha256_file(ckpt) == done["sha256"] else None
-
-
-def _last_checkpoint(run_dir: Path) -> Path | None:
-    marker = run_dir / "last_checkpoint"
-    if not marker.is_file():
-        return None
-    p = Path(marker.read_text().strip())
-    p = p if p.is_absolute() else Path.cwd() / p
-    return p if p.is_file() else None
-
-
 def pretrain_runs(runs: list[Run], parallel: int, threads: int, force: bool = False) -> dict[str, Path]:
     """Pretrain every run that has no finished checkpoint; return {run key: final checkpoint}."""
     done: dict[str, Path] = {}
     jobs = []
     for run in runs:
-        if not force and (ckpt := _finished_checkpoint(run)):
+        if not force and (ckpt := finished_pretraining(run.run_dir / "stage.json", None)):
             done[run.key] = ckpt
             continue
         run.run_dir.mkdir(parents=True, exist_ok=True)
@@ -182,7 +172,7 @@ def pretrain_runs(runs: list[Run], parallel: int, threads: int, force: bool = Fa
         run_jobs(jobs, parallel, threads)
     finally:  # also after a failed job: mark every run that reached its last epoch, so a rerun reuses it
         for run in runs:
-            ckpt = None if run.key in done else _last_checkpoint(run.run_dir)
+            ckpt = None if run.key in done else last_checkpoint(run.run_dir)
             if ckpt is not None and ckpt.name == f"epoch_{run.epochs}.pth":
                 atomic_write_json(run.run_dir / "stage.json", {"checkpoint": str(ckpt), "sha256": sha256_file(ckpt)})
                 done[run.key] = ckpt

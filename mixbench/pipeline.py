@@ -92,7 +92,8 @@ def ensure_data(cfg: dict[str, Any]) -> None:
     generate(data_dir, seed=synthetic.get("seed", 0), preset=synthetic["preset"])
 
 
-def _last_checkpoint(work_dir: Path) -> Path | None:
+def last_checkpoint(work_dir: Path) -> Path | None:
+    """The checkpoint mmengine's ``last_checkpoint`` marker in ``work_dir`` names, if it still exists."""
     marker = work_dir / "last_checkpoint"
     if not marker.is_file():
         return None
@@ -186,14 +187,18 @@ def pretrain_key(entry: dict[str, Any]) -> dict[str, Any]:
             "seed": cfg.get("randomness", {}).get("seed"), "world_size": 1}
 
 
-def _finished_pretraining(stage: Path, key: dict[str, Any]) -> Path | None:
-    """The checkpoint a finished run of the same key left (its bytes unchanged since), else None."""
+def finished_pretraining(stage: Path, key: dict[str, Any] | None) -> Path | None:
+    """The checkpoint a finished run left (its bytes unchanged since), else None.
+
+    ``stage`` is the run's ``stage.json``; with ``key``, only a run of that same key counts (``None``: the caller's
+    work dir is already per key, e.g. the ablation's).
+    """
     import json
 
     if not stage.is_file():
         return None
     done = json.loads(stage.read_text())
-    if done.get("run_key") != key:
+    if key is not None and done.get("run_key") != key:
         return None
     ckpt = Path(done["checkpoint"])
     return ckpt if ckpt.is_file() and sha256_file(ckpt) == done["sha256"] else None
@@ -211,7 +216,7 @@ def pretrain_stage(cfg: dict[str, Any], force: bool, parallel: int, threads: int
     reused: dict[str, Path] = {}
     jobs = []
     for entry, key, work_dir in zip(cfg["pretrain"], keys, work_dirs):
-        if not force and (ckpt := _finished_pretraining(work_dir / "stage.json", key)):
+        if not force and (ckpt := finished_pretraining(work_dir / "stage.json", key)):
             _log(f"pretrain {entry['name']}: finished ({ckpt}); reused")
             reused[entry["name"]] = ckpt
             continue
@@ -228,7 +233,7 @@ def pretrain_stage(cfg: dict[str, Any], force: bool, parallel: int, threads: int
 
     ckpts = []
     for entry, key, work_dir in zip(cfg["pretrain"], keys, work_dirs):
-        ckpt = reused.get(entry["name"]) or _last_checkpoint(work_dir)
+        ckpt = reused.get(entry["name"]) or last_checkpoint(work_dir)
         if ckpt is None:
             raise PipelineError(f"pretraining {entry['name']} ({entry['config']}) left no checkpoint in {work_dir}")
         if entry["name"] not in reused:  # just trained: mark the stage finished
