@@ -220,6 +220,7 @@ def key_settings(cfg: Any, world_size: int) -> dict[str, Any]:
         "norm_eval": bool(bb.get("norm_eval")),
         "frozen_stages": bb.get("frozen_stages", -1),
         "neck_norm": model.neck.get("norm_cfg"),
+        "fpn_channels": model.neck.get("out_channels"),
         "head_norms": head_norms,
         "train_scale": _scale(train_sets[0]["pipeline"]),
         "test_scale": _scale(test_set["pipeline"]),
@@ -277,6 +278,11 @@ def build_config(config: str | Path, ckpt: Checkpoint, work_dir: Path, *, data_d
     bb = cfg.model.backbone
     if ckpt.is_random:
         bb.init_cfg = None  # mmdet's default ResNet initialisation (Kaiming conv, BN weight 1 bias 0)
+        if not bb.norm_cfg.get("requires_grad", True):
+            # mmdet also zero-initialises the last BN weight of every residual block (zero_init_residual). With
+            # BN frozen that weight can never move: every residual branch stays 0 for good and the "ResNet" is its
+            # stem and three 1x1 shortcut convs. Random init means a ResNet with random weights, so it is off here.
+            bb.zero_init_residual = False
     else:
         bb.init_cfg = dict(type="Pretrained", checkpoint=str(ckpt.converted))
         cfg.model.data_preprocessor.mean = [float(v) for v in ckpt.meta["pixel_mean"]]

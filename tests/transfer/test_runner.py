@@ -75,6 +75,29 @@ def test_build_config_injects_checkpoint_statistics_root_and_bn(tmp_path):
     assert {d.data_root for d in voc.train_dataloader.dataset.dataset.datasets} == {"/x/VOCdevkit/"}
 
 
+@pytest.mark.parametrize("bn_mode", ["frozen", "finetune"])
+def test_random_init_backbone_keeps_its_residual_branches_alive_under_frozen_bn(tmp_path, bn_mode):
+    # mmdet zero-initialises the last BN weight of each residual block; frozen, that weight would stay 0 for good
+    # and the random-init row would be a stem plus 1x1 shortcuts. Reference: the BN weights mmdet builds.
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+
+    register_all_modules()
+    config = REPO / f"configs/transfer/demo/retinanet_r18_fpn_{bn_mode}-bn_demo_coco.py"
+    cfg = build_config(config, Checkpoint(name="random", path=None), tmp_path / "wd")
+    backbone = MODELS.build(cfg.model.backbone)
+    backbone.init_weights()
+    last_bn = [block.norm2.weight for layer in (backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4)
+               for block in layer]
+    if bn_mode == "frozen":
+        assert all(not w.requires_grad and torch.all(w == 1) for w in last_bn)
+    else:  # trainable BN can leave zero: mmdet's zero-init residual stays as it is
+        assert all(w.requires_grad and torch.all(w == 0) for w in last_bn)
+    block = backbone.layer3[1].eval()
+    branch = block.norm2(block.conv2(block.relu(block.norm1(block.conv1(torch.ones(1, 256, 4, 4))))))
+    assert (branch.abs().sum() > 0) == (bn_mode == "frozen")
+
+
 def test_backbone_mismatches_finds_every_kind_of_wrong_key():
     from mmdet.models.backbones import ResNet
 
