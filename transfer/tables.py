@@ -45,11 +45,28 @@ def protocol(settings: dict[str, Any]) -> str:
     w, h = s["train_scale"]
     tw, th = s["test_scale"]
     scale = f"{w}x{h}" if (w, h) == (tw, th) else f"train {w}x{h}, test {tw}x{th}"
-    return (f"{s['detector']} {s['backbone']}-FPN (no norm in neck/heads), backbone BN {s['bn_mode']} "
+    return (f"{s['detector']} {s['backbone']}-FPN{_width(s)} ({_new_layer_norms(s)}), backbone BN {s['bn_mode']} "
             f"({s['norm_type']}), {' + '.join(s['train_sets'])} -> {s['test_set']}, {scale}, "
             f"{s['epochs']} epoch{'' if s['epochs'] == 1 else 's'}, lr {s['lr']:g}, "
             f"batch {s['batch_per_process']}x{s['world_size']}, "
             f"data {s['data_root']}")
+
+
+def _width(settings: dict[str, Any]) -> str:
+    """`` 128-wide`` when the FPN is not the paper's 256 channels wide (the CPU demo); records before it: ''."""
+    width = settings.get("fpn_channels", 256)
+    return "" if width == 256 else f" {width}-wide"
+
+
+def _new_layer_norms(settings: dict[str, Any]) -> str:
+    """The norm layers of the newly initialised neck and heads, read from the record: the paper has none."""
+    norms = {"neck": settings.get("neck_norm"), **(settings.get("head_norms") or {})}
+    used = {name: cfg["type"] for name, cfg in norms.items() if cfg}
+    if not used:
+        return "no norm in neck/heads"
+    plain = [name for name, cfg in norms.items() if not cfg]
+    return ", ".join([f"{kind} in {name}" for name, kind in used.items()]
+                     + ([f"no norm in {'/'.join(plain)}"] if plain else []))
 
 
 def _pct(value: float | None) -> str:

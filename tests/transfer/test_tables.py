@@ -137,3 +137,15 @@ def test_a_diverged_run_is_never_shown_as_measured():
     assert [r[0] for r in b["rows"]] == ["moco", "moco+mix"]
     assert any("Not shown (no valid measurement): moco+lr1e6 (status invalid: non-finite" in n for n in b["notes"])
     assert "moco+lr1e6" not in render([b], "csv")
+
+
+def test_protocol_line_states_the_new_layers_norms_and_width_from_the_record():
+    from mixbench.transfer.tables import protocol
+
+    paper = settings("RetinaNet", "coco", "frozen")  # records without the keys: the paper's no-norm 256-wide FPN
+    assert protocol(paper).startswith("RetinaNet R18-FPN (no norm in neck/heads), backbone BN frozen")
+    demo = dict(paper, fpn_channels=128, neck_norm=None,
+                head_norms={"bbox_head": {"type": "GN", "num_groups": 32, "requires_grad": True}})
+    assert protocol(demo).startswith("RetinaNet R18-FPN 128-wide (GN in bbox_head, no norm in neck), backbone BN")
+    rcnn = dict(paper, fpn_channels=256, neck_norm=None, head_norms={"rpn_head": None, "roi_head.bbox_head": None})
+    assert "-FPN (no norm in neck/heads)" in protocol(rcnn)
