@@ -42,9 +42,9 @@ from mixbench.transfer.suites import suite_configs
 DEMO_CONFIG = "configs/pipeline/demo_synthetic.py"
 REQUIRED_KEYS = ("pretrain", "suites", "bn_modes", "data_dir", "work_dir", "results_dir")
 # Transfer jobs start longest first (by mmdet's config-name prefix), so the jobs left for the end are short ones
-# and no core idles while one long job finishes (measured on the demo: Mask R-CNN ~155 s, Faster R-CNN ~110 s,
-# RetinaNet ~55 s per run; listed order ended with a lone Mask R-CNN run).
-LONGEST_FIRST = ("mask-rcnn", "cascade", "faster-rcnn", "retinanet")
+# and no core idles while one long job finishes (measured on the demo, 2 idle cores: RetinaNet ~125 s, Mask R-CNN
+# ~103 s, Faster R-CNN ~77 s per run; the listed order ended with a lone RetinaNet run, 593 s in all).
+LONGEST_FIRST = ("retinanet", "mask-rcnn", "cascade", "faster-rcnn")
 
 
 class PipelineError(RuntimeError):

@@ -20,11 +20,17 @@ pytest.importorskip("mmcv.ops")
 from mixbench.transfer import ops_backend  # noqa: E402
 
 DEMO = "configs/transfer/demo/"
-CONFIGS = {
-    "faster-rcnn": (DEMO + "faster-rcnn_r18_fpn_frozen-bn_demo_voc0712.py", 20, False),
-    "retinanet": (DEMO + "retinanet_r18_fpn_frozen-bn_demo_coco.py", 80, False),
-    "mask-rcnn": (DEMO + "mask-rcnn_r18_fpn_frozen-bn_demo_coco.py", 80, True),
+CONFIGS = {  # config, with masks
+    "faster-rcnn": (DEMO + "faster-rcnn_r18_fpn_frozen-bn_demo_voc0712.py", False),
+    "retinanet": (DEMO + "retinanet_r18_fpn_frozen-bn_demo_coco.py", False),
+    "mask-rcnn": (DEMO + "mask-rcnn_r18_fpn_frozen-bn_demo_coco.py", True),
 }
+
+
+def _num_classes(model_cfg) -> int:
+    """The classes the detector's box head predicts (the demo RetinaNet has 6, the others their data set's)."""
+    head = model_cfg.bbox_head if "bbox_head" in model_cfg else model_cfg.roi_head.bbox_head
+    return head.num_classes
 
 
 def _via_mmcv_op(pred, target, weight=None, gamma=2.0, alpha=0.25, reduction="mean", avg_factor=None):
@@ -60,14 +66,14 @@ def test_detector_same_losses_and_detections_under_both_routes(name: str, monkey
     from mmengine.config import Config
 
     register_all_modules()
-    path, num_classes, with_mask = CONFIGS[name]
+    path, with_mask = CONFIGS[name]
     cfg = Config.fromfile(path)
     if "rcnn" in cfg.model.test_cfg:  # random init: keep every box so the detections compared are not empty
         cfg.model.test_cfg.rcnn.score_thr = 0.0
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     data = demo_mm_inputs(batch_size=2, image_shapes=[(3, 96, 128), (3, 80, 112)], num_items=[3, 2],
-                          num_classes=num_classes, with_mask=with_mask)
+                          num_classes=_num_classes(cfg.model), with_mask=with_mask)
     ops_backend.configure()
     ref_losses, ref_grad, ref_dets = _run(model, data, seed=1)
     calls: dict[str, int] = {}
@@ -113,12 +119,13 @@ def test_bf16_autocast_trains_through_the_stand_ins(name: str, monkeypatch: pyte
     from mmengine.config import Config
 
     register_all_modules()
-    path, num_classes, with_mask = CONFIGS[name]
+    path, with_mask = CONFIGS[name]
     torch.manual_seed(0)
-    model = MODELS.build(Config.fromfile(path).model)
+    model_cfg = Config.fromfile(path).model
+    model = MODELS.build(model_cfg)
     model.init_weights()
     data = demo_mm_inputs(batch_size=2, image_shapes=[(3, 96, 128), (3, 80, 112)], num_items=[3, 2],
-                          num_classes=num_classes, with_mask=with_mask)
+                          num_classes=_num_classes(model_cfg), with_mask=with_mask)
     monkeypatch.setattr(focal_loss, "py_sigmoid_focal_loss", _via_mmcv_op)
     with ops_backend.force_torchvision(), torch.autocast("cpu", dtype=torch.bfloat16):
         batch = model.data_preprocessor(data, True)

@@ -66,7 +66,10 @@ def test_bn_neck_heads_and_no_checkpoint(path: Path):
     heads = [cfg.model[k] for k in ("bbox_head",) if k in cfg.model]
     heads += [cfg.model.roi_head[k] for k in ("bbox_head", "mask_head") if "roi_head" in cfg.model
               and k in cfg.model.roi_head]
-    assert heads and all("norm_cfg" in h and h.norm_cfg is None for h in heads)
+    # The one exception: the CPU demo's RetinaNet towers carry GroupNorm (configs/transfer/demo/_base_/cpu_demo.py).
+    demo_retina_gn = dict(type="GN", num_groups=32, requires_grad=True)
+    expected_norm = demo_retina_gn if path in DEMO_CONFIGS and "retinanet" in path.name else None
+    assert heads and all("norm_cfg" in h and h.norm_cfg == expected_norm for h in heads)
     # Checkpoints are injected by the runner, never written in a config.
     assert bb.init_cfg is None and cfg.load_from is None
     assert not [s for s in strings(cfg.to_dict()) if s.endswith((".pth", ".pkl")) or "://" in s]
@@ -113,12 +116,20 @@ def _flat(obj, prefix=""):
 
 
 @pytest.mark.parametrize("path", DEMO_CONFIGS, ids=lambda p: p.name)
-def test_demo_config_changes_only_scale_schedule_depth_data(path: Path):
+def test_demo_config_changes_only_scale_schedule_widths_depth_data(path: Path):
     paper = REPO / "configs/transfer" / ("voc0712" if "voc" in path.name else "coco") / path.name.replace(
         "r18", "r50").replace("demo", "1x")
     demo, ref = _flat(load(path).to_dict()), _flat(load(paper).to_dict())
     changed = {k for k in demo.keys() | ref.keys() if demo.get(k) != ref.get(k)}  # absent == None
-    allowed = ("model.backbone.depth", "model.neck.in_channels", "model.train_cfg.rpn_proposal.",
+    allowed = ("model.backbone.depth", "model.neck.in_channels", "model.neck.out_channels",
+               "model.rpn_head.in_channels", "model.rpn_head.feat_channels",
+               "model.roi_head.bbox_roi_extractor.out_channels",
+               "model.roi_head.mask_roi_extractor.out_channels", "model.roi_head.bbox_head.in_channels",
+               "model.roi_head.bbox_head.fc_out_channels", "model.roi_head.mask_head.in_channels",
+               "model.roi_head.mask_head.conv_out_channels", "model.roi_head.mask_head.num_convs",
+               "model.bbox_head.in_channels",
+               "model.bbox_head.feat_channels", "model.bbox_head.norm_cfg", "model.bbox_head.num_classes",
+               "model.train_cfg.rpn_proposal.",
                "model.train_cfg.rcnn.sampler.num", "model.test_cfg.rpn.", "model.test_cfg.score_thr",
                "model.test_cfg.rcnn.max_per_img",
                "optim_wrapper.clip_grad.", "val_cfg", "val_evaluator", "data_root", "img_scale", "max_epochs",
@@ -130,8 +141,33 @@ def test_demo_config_changes_only_scale_schedule_depth_data(path: Path):
     loader_keys = [k for k in changed if k.startswith(("train_dataloader.", "test_dataloader."))]
     assert load(path).val_dataloader is None  # no validation pass: the runner's test pass is the evaluation
     ok = ("scale", "data_root", "num_workers", "persistent_workers", "batch_size", "min_size", "bbox_min_size", "times")
-    assert [k for k in loader_keys if not (k.rsplit(".", 1)[-1] in ok or ".scale." in k)] == []
-    assert load(path).model.backbone.depth == 18
+    assert [k for k in loader_keys if not (k.rsplit(".", 1)[-1] in ok or ".scale." in k
+                                           or ".dataset.metainfo.classes." in k)] == []
+    cfg = load(path)
+    assert cfg.model.backbone.depth == 18
+    # The demo widths (cpu_demo.py): FPN and every head 128 wide, RoI box FCs 512, 2 mask convs; RetinaNet: GN
+    # towers, 3 epochs with one lr step after the second.
+    assert cfg.model.neck.out_channels == 128
+    if "retinanet" in path.name:
+        head = cfg.model.bbox_head
+        assert (head.in_channels, head.feat_channels, head.stacked_convs) == (128, 128, 4)
+        assert head.norm_cfg.type == "GN" and cfg.train_cfg.max_epochs == 3
+        # 6-way head over exactly the categories the synthetic COCO holds, in train and test
+        from mixbench.synthetic import COCO_CLASSES_USED
+
+        assert head.num_classes == len(COCO_CLASSES_USED)
+        for loader in (cfg.train_dataloader, cfg.test_dataloader):
+            assert tuple(loader.dataset.metainfo.classes) == COCO_CLASSES_USED
+        step = cfg.param_scheduler[-1]
+        assert step.type == "MultiStepLR" and step.milestones == [2] and step.gamma == 0.1
+    else:
+        roi = cfg.model.roi_head
+        assert cfg.model.rpn_head.feat_channels == roi.bbox_roi_extractor.out_channels == 128
+        assert roi.bbox_head.in_channels == 128 and roi.bbox_head.fc_out_channels == 512
+        if "mask" in path.name:
+            assert roi.mask_roi_extractor.out_channels == roi.mask_head.conv_out_channels == 128
+            assert roi.mask_head.num_convs == 2
+        assert cfg.train_cfg.max_epochs == 1 and len(cfg.param_scheduler) == 1
 
 
 def test_pipeline_configs_load():
