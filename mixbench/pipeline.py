@@ -42,8 +42,8 @@ from mixbench.transfer.suites import suite_configs
 DEMO_CONFIG = "configs/pipeline/demo_synthetic.py"
 REQUIRED_KEYS = ("pretrain", "suites", "bn_modes", "data_dir", "work_dir", "results_dir")
 # Transfer jobs start longest first (by mmdet's config-name prefix), so the jobs left for the end are short ones
-# and no core idles while one long job finishes (measured on the demo, 2 idle cores: RetinaNet ~125 s, Mask R-CNN
-# ~103 s, Faster R-CNN ~77 s per run; the listed order ended with a lone RetinaNet run, 593 s in all).
+# and no core idles while one long job finishes (measured on the demo, 2 idle cores: RetinaNet ~98 s, Mask R-CNN
+# ~90 s, Faster R-CNN ~77 s per run; the listed order once ended with a lone RetinaNet run).
 LONGEST_FIRST = ("retinanet", "mask-rcnn", "cascade", "faster-rcnn")
 
 

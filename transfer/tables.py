@@ -54,7 +54,7 @@ def protocol(settings: dict[str, Any]) -> str:
 
 def _width(settings: dict[str, Any]) -> str:
     """`` 128-wide`` when the FPN is not the paper's 256 channels wide (the CPU demo); records before it: ''."""
-    width = settings.get("fpn_channels", 256)
+    width = settings.get("fpn_channels") or 256
     return "" if width == 256 else f" {width}-wide"
 
 

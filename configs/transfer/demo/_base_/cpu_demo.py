@@ -31,7 +31,7 @@
 #                 truth either way, and all 100 kept detections per image go to real categories. The neck stays
 #                 BN-free. Measured (2 idle cores, seed 0, AP50 MoCo / random init): 80 classes, 2 epochs 10.5 /
 #                 10.0; 3 epochs with the step 14.6 / 12.7; 6 classes, 3 epochs with the step 19.9 / 12.4 (103 s).
-#   validation    none during the one-epoch schedule: the runner's own test pass (the run record) is the evaluation
+#   validation    none during the short schedules: the runner's own test pass (the run record) is the evaluation
 #   logging       every 20 iterations; one checkpoint kept
 demo_img_scale = (192, 144)
 demo_max_epochs = 1
@@ -49,9 +49,9 @@ demo_param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, 
 demo_default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=1, max_keep_ckpts=1))
 demo_rcnn_train_cfg = dict(rpn_proposal=dict(nms_pre=1000, max_per_img=300), rcnn=dict(sampler=dict(num=128)))
 demo_rpn_test_cfg = dict(nms_pre=1000, max_per_img=300)
-# `_delete_`: the paper base has norm_cfg=None, which a dict cannot be merged into.
 demo_coco_classes = ('person', 'car', 'bird', 'cat', 'dog', 'bottle')  # mixbench.synthetic.COCO_CLASSES_USED
 demo_coco_metainfo = dict(classes=demo_coco_classes)
+# `_delete_`: the paper base has norm_cfg=None, which a dict cannot be merged into.
 demo_retina_head = dict(num_classes=len(demo_coco_classes), in_channels=demo_width, feat_channels=demo_width,
                         norm_cfg=dict(_delete_=True, type='GN', num_groups=32, requires_grad=True))
 demo_retina_max_epochs = 3
