@@ -152,6 +152,7 @@ def test_demo_config_changes_only_scale_schedule_widths_depth_data(path: Path):
         head = cfg.model.bbox_head
         assert (head.in_channels, head.feat_channels, head.stacked_convs) == (128, 128, 4)
         assert head.norm_cfg.type == "GN" and cfg.train_cfg.max_epochs == 3
+        assert cfg.optim_wrapper.optimizer.lr == 0.005 and cfg.optim_wrapper.clip_grad.max_norm == 35
         # 6-way head over exactly the categories the synthetic COCO holds, in train and test
         from mixbench.synthetic import COCO_CLASSES_USED
 
@@ -168,6 +169,7 @@ def test_demo_config_changes_only_scale_schedule_widths_depth_data(path: Path):
             assert roi.mask_roi_extractor.out_channels == roi.mask_head.conv_out_channels == 128
             assert roi.mask_head.num_convs == 2
         assert cfg.train_cfg.max_epochs == 1 and len(cfg.param_scheduler) == 1
+        assert cfg.optim_wrapper.optimizer.lr == 0.01
 
 
 def test_pipeline_configs_load():

@@ -1,6 +1,6 @@
 # CPU demo of the frozen-BN COCO RetinaNet protocol (`mixbench pipeline`, synthetic data).
 # The paper config with ONLY the demo deltas of _base_/cpu_demo.py (backbone depth, widths, GroupNorm head towers,
-# 6-way classifier over the synthetic categories, scale, 3-epoch step schedule, lr and clipping, loaders, no
+# 6-way classifier over the synthetic categories, scale, 3-epoch step schedule, lr 0.005 and clipping, loaders, no
 # validation), plus: test score threshold 0 (keep the top 100 per image), so the AP of a head still close to its 0.01
 # focal-loss prior is measured rather than empty; it does not change the model.
 _base_ = ['../coco/retinanet_r50_fpn_frozen-bn_1x_coco.py', './_base_/cpu_demo.py']
@@ -18,7 +18,7 @@ test_dataloader = dict(**_base_.demo_test_loader,
                        dataset=dict(metainfo=_base_.demo_coco_metainfo, pipeline=_base_.demo_test_pipeline))
 val_dataloader = val_cfg = val_evaluator = None
 
-optim_wrapper = _base_.demo_optim_wrapper
+optim_wrapper = _base_.demo_retina_optim_wrapper
 param_scheduler = _base_.demo_retina_param_scheduler
 train_cfg = dict(max_epochs=max_epochs)
 default_hooks = _base_.demo_default_hooks
