@@ -2,7 +2,7 @@
 #
 # pretrain (ResNet-18 MoCo, and MoCo + global/region mixtures, a few epochs at 64-96 px)
 #   -> convert (sha256-keyed cache) -> transfer (VOC Faster R-CNN; COCO RetinaNet and Mask R-CNN; ResNet-18 FPN at
-#   192x144, 1 epoch) -> Table 7/8 layouts in results/demo/.
+#   192x144, 128-wide FPN and heads, 1 epoch; RetinaNet 3) -> Table 7/8 layouts in results/demo/
 # Compared: random init (mmdet's default ResNet init), MoCo, MoCo + mixtures. The paper's protocol (R50, full scale,
 # 12 epochs) is configs/pipeline/moco_vs_mix_r50_in100.py; only the scale of everything differs here.
 data_dir = 'data/demo'  # holds imagenet/, VOCdevkit/, coco/
