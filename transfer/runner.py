@@ -449,6 +449,14 @@ def run_transfer(config: str | Path, ckpt: Checkpoint, *, records_dir: str | Pat
         return _train_and_record(cfg, config, ckpt, key, rec_path, force, seed, launcher, world_size, cfg_options)
 
 
+def init_description(cfg: Any, ckpt: Checkpoint) -> str:
+    """How the backbone started, for the run record: pretrained, or which random initialisation."""
+    if not ckpt.is_random:
+        return "pretrained"
+    zeroed = cfg.model.backbone.get("zero_init_residual", True)
+    return "random (mmdet's Kaiming init" + ("" if zeroed else ", zero_init_residual off") + ")"
+
+
 def _train_and_record(cfg: Any, config: Path, ckpt: Checkpoint, key: dict[str, Any], rec_path: Path, force: bool,
                       seed: int, launcher: str, world_size: int, cfg_options: dict | None) -> dict[str, Any]:
     """Train (resuming this key's own checkpoints), test and write the record; the caller holds the work dir."""
@@ -485,7 +493,7 @@ def _train_and_record(cfg: Any, config: Path, ckpt: Checkpoint, key: dict[str, A
         "run_key_id": key_id(key),
         "checkpoint": {"name": ckpt.name, "path": str(ckpt.path) if ckpt.path else None, "sha256": ckpt.sha256,
                        "converted": str(ckpt.converted) if ckpt.converted else None,
-                       "init": "random (mmdet default)" if ckpt.is_random else "pretrained",
+                       "init": init_description(cfg, ckpt),
                        # what the converter filled in or assumed (e.g. num_batches_tracked): never silent
                        "conversion_notes": list(ckpt.meta.get("notes") or []),
                        "convert_meta": _plain(ckpt.meta)},

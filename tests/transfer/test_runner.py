@@ -82,9 +82,14 @@ def test_random_init_backbone_keeps_its_residual_branches_alive_under_frozen_bn(
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
 
+    from mixbench.transfer.runner import init_description
+
     register_all_modules()
     config = REPO / f"configs/transfer/demo/retinanet_r18_fpn_{bn_mode}-bn_demo_coco.py"
     cfg = build_config(config, Checkpoint(name="random", path=None), tmp_path / "wd")
+    assert init_description(cfg, Checkpoint(name="random", path=None)) == (
+        "random (mmdet's Kaiming init, zero_init_residual off)" if bn_mode == "frozen"
+        else "random (mmdet's Kaiming init)")
     backbone = MODELS.build(cfg.model.backbone)
     backbone.init_weights()
     last_bn = [block.norm2.weight for layer in (backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4)
