@@ -2,12 +2,9 @@
 
 Images leave the dataset as uint8 tensors in [0, 255]; normalisation and mixing happen in the data
 preprocessor on the device (``pretrain.preprocessor``).
-Augmentations (torchvision):
-- 'moco_v1': RandomResizedCrop(scale 0.2-1), RandomGrayscale 0.2, ColorJitter 0.4, flip (MoCo v1).
-- 'moco_v2': RandomResizedCrop(0.2-1), ColorJitter(0.4, 0.4, 0.4, 0.1) p=0.8, grayscale 0.2,
-  Gaussian blur sigma 0.1-2 p=0.5, flip (MoCo v2).
-- 'cmc': RandomResizedCrop(0.2-1), flip (CMC's YCbCr setting; colour is not jittered).
-- 'center': resize to size / 0.875, centre crop (kNN monitor / evaluation).
+Augmentations: 'moco_v1', 'moco_v2' and 'cmc' as stated in ``pretrain.augmentations``, built here as
+torchvision transforms; 'center' resizes to size / 0.875 and centre-crops (kNN monitor / evaluation). Every file is
+decoded to 8-bit RGB by ``mixbench.base.images`` (16-bit samples scaled, not clipped).
 
 ``worker_stage`` picks what the DataLoader workers do: 'augment' (the reference: PIL decode + the transforms
 above), 'decode' (``torchvision.io.decode_image`` only) or 'read' (the file bytes only; the batch is decoded on
@@ -30,42 +27,41 @@ from torch.utils.data import Dataset, default_collate
 from torchvision import transforms as T
 from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms import v2
+from torchvision.transforms.v2.functional import pil_to_tensor
 
+from mixbench.base.images import decode_rgb, to_uint8
 from mixbench.base.io import DataError
+from mixbench.pretrain.augmentations import AUG_SPECS, blur_kernel_size
 from mixbench.pretrain.imagenet100 import IMAGENET100_WNIDS
 
-AUGMENTATIONS = ("moco_v1", "moco_v2", "cmc", "center")
+AUGMENTATIONS = (*AUG_SPECS, "center")
 WORKER_STAGES = ("augment", "decode", "read")
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's
 
 
 def build_view_transform(aug: str, size: int) -> T.Compose:
-    """One view's augmentation; returns a uint8 (3, size, size) tensor."""
+    """One view's augmentation (:data:`AUG_SPECS` as torchvision transforms); returns a uint8 (3, size, size)."""
     if aug not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {aug!r}; choose one of {AUGMENTATIONS}")
-    crop = T.RandomResizedCrop(size, scale=(0.2, 1.0))
-    if aug == "moco_v1":
-        ops = [crop, T.RandomGrayscale(p=0.2), T.ColorJitter(0.4, 0.4, 0.4, 0.4), T.RandomHorizontalFlip()]
-    elif aug == "moco_v2":
-        kernel = max(3, int(0.1 * size) // 2 * 2 + 1)  # ~10% of the image, odd (MoCo v2 / SimCLR)
-        ops = [
-            crop,
-            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-            T.RandomGrayscale(p=0.2),
-            T.RandomApply([T.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.5),
-            T.RandomHorizontalFlip(),
-        ]
-    elif aug == "cmc":
-        ops = [crop, T.RandomHorizontalFlip()]
-    else:  # evaluation: resize the short side to size / 0.875, centre crop
-        ops = [T.Resize(int(round(size / 0.875))), T.CenterCrop(size)]
-    return T.Compose([*ops, T.PILToTensor()])
+    if aug == "center":  # evaluation: resize the short side to size / 0.875, centre crop
+        return T.Compose([T.Resize(int(round(size / 0.875))), T.CenterCrop(size), T.PILToTensor()])
+    spec = AUG_SPECS[aug]
+    jitter = T.ColorJitter(*spec.jitter)
+    steps = {
+        "crop": T.RandomResizedCrop(size, scale=spec.scale, ratio=spec.ratio),
+        # a p=1 jitter is not wrapped: RandomApply would draw a number the recipe's code does not draw
+        "jitter": jitter if spec.p_jitter == 1 else T.RandomApply([jitter], p=spec.p_jitter),
+        "gray": T.RandomGrayscale(p=spec.p_gray),
+        "blur": T.RandomApply([T.GaussianBlur(blur_kernel_size(size), sigma=spec.sigma)], p=spec.p_blur),
+        "flip": T.RandomHorizontalFlip(p=spec.p_flip),
+    }
+    return T.Compose([*(steps[name] for name in spec.steps), T.PILToTensor()])
 
 
-def build_pipeline(pipeline: Sequence[dict[str, Any]]) -> T.Compose:
+def build_transforms_from_config(steps: Sequence[dict[str, Any]]) -> v2.Compose:
     """torchvision.transforms.v2 from config dicts (``dict(type='RandomResizedCrop', size=224)``) + PILToTensor."""
     ops = []
-    for step in pipeline:
+    for step in steps:
         step = dict(step)
         name = step.pop("type")
         if not hasattr(v2, name):
@@ -92,10 +88,19 @@ def resolve_classes(root: str | Path, classes: str | Sequence[str] | None) -> li
         root = root.parent / "train"
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder (expected an ImageNet-style ROOT/<class>/*.JPEG)")
+    _refuse_dangling_links(root, [p.name for p in root.iterdir()])
     found = sorted(p.name for p in root.iterdir() if p.is_dir())
     if not found:
         raise ValueError(f"{root}: no class folders")
     return found
+
+
+def _refuse_dangling_links(root: Path, names: Sequence[str]) -> None:
+    """A class folder that is a link to nothing is an error: dropping it would renumber or shrink the classes."""
+    dangling = sorted(n for n in names if (root / n).is_symlink() and not (root / n).exists())
+    if dangling:
+        raise FileNotFoundError(f"{root}: {len(dangling)} class folder(s) are links to nothing, e.g. "
+                                f"{[str(root / n) for n in dangling[:3]]}; fix or remove the links")
 
 
 @DATASETS.register_module()
@@ -151,11 +156,13 @@ class ImageFolderViews(Dataset):
         self.root, self.n_views, self.worker_stage = root_path, n_views, worker_stage
         self.transform = None
         if worker_stage == "augment":
-            self.transform = build_pipeline(pipeline) if pipeline is not None else build_view_transform(aug, size)
+            self.transform = (build_transforms_from_config(pipeline) if pipeline is not None
+                              else build_view_transform(aug, size))
         if file_list is not None:
             self.samples, self.classes = _read_file_list(root_path, Path(file_list))
         else:
             self.classes = resolve_classes(root_path, classes)
+            _refuse_dangling_links(root_path, self.classes)
             missing = [c for c in self.classes if not (root_path / c).is_dir()]
             if missing and root_path.name == "train":
                 raise FileNotFoundError(f"{root_path}: {len(missing)} class folders missing, e.g. {missing[:3]}")
@@ -177,26 +184,34 @@ class ImageFolderViews(Dataset):
             return {"inputs": self._load(path), "data_samples": {"label": label, "idx": idx}}
         # Policy (pretraining, linear eval, kNN): an unreadable image stops the run with its path. Skipping it
         # would silently change the dataset every number is measured on; the user fixes or removes the file.
-        try:
-            with Image.open(path) as img:
-                rgb = img.convert("RGB")  # decodes the whole file: a truncated JPEG fails here
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-            raise DataError(f"{path}: unreadable image ({type(err).__name__}: {err}); fix or remove the file") \
-                from None
+        rgb = decode_rgb(path)
         views = [self.transform(rgb) for _ in range(self.n_views)]
         return {"inputs": views, "data_samples": {"label": label, "idx": idx}}
 
     def _load(self, path: str) -> torch.Tensor:
-        """'decode': (3, H, W) uint8 RGB; 'read': the (L,) uint8 bytes of a JPEG file (for nvjpeg)."""
+        """'decode': (3, H, W) uint8 RGB; 'read': the (L,) uint8 bytes of a JPEG file (for nvjpeg), or the decoded
+        image of a CMYK/YCCK JPEG: its RGB comes from the one rule of ``mixbench.base.images``, not from whatever
+        the device's decoder does with four components."""
         data = read_file(path)
         if self.worker_stage == "read":
             if data.numel() < 3 or data[0] != 0xFF or data[1] != 0xD8:  # JPEG start-of-image marker
                 raise DataError(f"{path}: not a JPEG file; worker_stage='read' decodes JPEG only (use 'decode')")
-            return data
+            if _header_mode(path) in ("RGB", "L"):
+                return data
+            return pil_to_tensor(decode_rgb(path))
         try:
-            return decode_image(data, mode=ImageReadMode.RGB)
-        except RuntimeError as err:
-            raise DataError(f"{path}: unreadable image ({err}); fix or remove the file") from None
+            return to_uint8(decode_image(data, mode=ImageReadMode.RGB))
+        except RuntimeError:  # a format torchvision does not decode (TIFF, BMP, PPM) or a damaged file
+            return pil_to_tensor(decode_rgb(path))
+
+
+def _header_mode(path: str) -> str | None:
+    """Pillow's mode of an image file from its header alone (no pixel decoding); None if Pillow cannot open it."""
+    try:
+        with Image.open(path) as img:
+            return img.mode
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
 
 
 def _read_file_list(root: Path, file_list: Path) -> tuple[list[tuple[str, int]], list[str]]:

@@ -4,14 +4,15 @@ The reference pipeline (``pretrain.data.build_view_transform``) decodes and augm
 in DataLoader workers (~22 ms of CPU per image for MoCo v2 at 224 px). Here the workers only decode
 (``torchvision.io.decode_image``) or only read the file (then ``torchvision.io.decode_jpeg`` decodes the batch on
 the device: nvjpeg on CUDA), and the views are made in batch on the device, each sample with its own random
-parameters drawn exactly as torchvision's transforms draw them:
+parameters drawn exactly as torchvision's transforms draw them, with the settings of
+:data:`mixbench.pretrain.augmentations.AUG_SPECS`:
 
-- RandomResizedCrop(scale 0.2-1, ratio 3/4-4/3): up to 10 attempts, then torchvision's centre-crop fallback;
-  crops differ per sample (and images may differ in size), so crop + resize is one small call per sample;
-- horizontal flip (p 0.5);
+- RandomResizedCrop: up to 10 attempts, then torchvision's centre-crop fallback; crops differ per sample (and
+  images may differ in size), so crop + resize is one small call per sample;
+- horizontal flip;
 - ColorJitter: brightness, contrast, saturation factors uniform in [1 - x, 1 + x], hue uniform in [-h, h], the
-  four in a random order per sample (``torch.randperm(4)``), applied with probability p;
-- grayscale (p 0.2) and Gaussian blur (sigma 0.1-2, p 0.5, kernel ~10% of the view, reflect padding).
+  four in a random order per sample (``torch.randperm(4)``), applied with the spec's probability;
+- grayscale and Gaussian blur (reflect padding), each with the spec's probability.
 
 Pixel values stay float on the 0-255 scale from the crop on (no rounding between ops, unlike the uint8
 reference); every op equals the torchvision.transforms.v2.functional op on float images (tests). The colour ops
@@ -31,45 +32,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["AUG_SPECS", "AugSpec", "DeviceViews", "ViewParams", "make_views", "sample_params"]
+from mixbench.base.dist import process_seed
+from mixbench.pretrain.augmentations import AUG_SPECS, AugSpec, blur_kernel_size
+
+__all__ = ["DeviceViews", "ViewParams", "make_views", "sample_params"]
 
 # Luma weights of torchvision's rgb_to_grayscale (ITU-R 601-2).
 _GRAY = (0.2989, 0.587, 0.114)
 JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
-
-
-@dataclass(frozen=True)
-class AugSpec:
-    """One named augmentation of ``pretrain.data`` as data: its steps in order and their settings.
-
-    ``steps`` lists 'crop', 'jitter', 'gray', 'blur', 'flip' in the reference's order (flip commutes with the
-    others; it is kept where torchvision has it).
-    """
-
-    steps: tuple[str, ...]
-    scale: tuple[float, float] = (0.2, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    jitter: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # brightness, contrast, saturation, hue
-    p_jitter: float = 0.0
-    p_gray: float = 0.0
-    sigma: tuple[float, float] = (0.1, 2.0)
-    p_blur: float = 0.0
-    p_flip: float = 0.5
-
-
-# The same settings as ``pretrain.data.build_view_transform`` (tests compare the two).
-AUG_SPECS: dict[str, AugSpec] = {
-    "moco_v1": AugSpec(("crop", "gray", "jitter", "flip"), jitter=(0.4, 0.4, 0.4, 0.4), p_jitter=1.0, p_gray=0.2),
-    "moco_v2": AugSpec(
-        ("crop", "jitter", "gray", "blur", "flip"), jitter=(0.4, 0.4, 0.4, 0.1), p_jitter=0.8, p_gray=0.2, p_blur=0.5
-    ),
-    "cmc": AugSpec(("crop", "flip")),
-}
-
-
-def blur_kernel_size(size: int) -> int:
-    """MoCo v2 / SimCLR: ~10% of the view, odd (the same rule as ``pretrain.data``)."""
-    return max(3, int(0.1 * size) // 2 * 2 + 1)
 
 
 @dataclass
@@ -263,7 +233,7 @@ class DeviceViews:
     """Decode (if given file bytes) and augment a batch on its device: ``n_views`` views per image.
 
     Args:
-        aug: 'moco_v1', 'moco_v2' or 'cmc' (:data:`AUG_SPECS`; the same settings as ``pretrain.data``).
+        aug: 'moco_v1', 'moco_v2' or 'cmc' (:data:`AUG_SPECS`, the settings ``pretrain.data`` builds from too).
         size: view side S (224 on ImageNet).
         n_views: 2 for MoCo (query, key), 1 for CMC.
         channels_last: return views in channels_last memory format (faster convolutions on GPU).
@@ -279,29 +249,31 @@ class DeviceViews:
         self, aug: str = "moco_v2", size: int = 224, n_views: int = 2, channels_last: bool = False,
         seed: int | None = None,
     ) -> None:
-        from mixbench.pretrain.memory import rank
-
         if aug not in AUG_SPECS:
             raise ValueError(f"device views support {sorted(AUG_SPECS)}, got {aug!r} (use the PIL path for it)")
         if size < 8 or n_views < 1:
             raise ValueError(f"need size >= 8 and n_views >= 1, got size={size}, n_views={n_views}")
         self.aug, self.spec, self.size, self.n_views = aug, AUG_SPECS[aug], int(size), int(n_views)
         self.channels_last = channels_last
-        if seed is None:
-            seed = int(torch.randint(0, 2**62, (1,)).item())
-        # each process draws its own parameters; identical draws on every rank would repeat crops across GPUs
-        self.gen = torch.Generator().manual_seed(seed + rank())
+        self.gen = torch.Generator().manual_seed(process_seed(seed))
 
     @staticmethod
     def decode(images: Sequence[torch.Tensor] | torch.Tensor, device: torch.device | str) -> list[torch.Tensor]:
-        """N images as (3, H_i, W_i) uint8 on ``device``; 1-D byte tensors are JPEG files decoded there."""
+        """N images as (3, H_i, W_i) uint8 on ``device``; 1-D byte tensors are JPEG files decoded there.
+
+        A 'read' batch may mix both: the workers decode CMYK/YCCK JPEGs themselves (``pretrain.data``).
+        """
         from torchvision.io import ImageReadMode, decode_jpeg
 
         if isinstance(images, torch.Tensor):
             return list(images.to(device).unbind(0))
-        if len(images) and images[0].dim() == 1:  # file bytes from the workers (read-only mode)
-            return decode_jpeg([b.cpu() for b in images], mode=ImageReadMode.RGB, device=device)
-        return [img.to(device, non_blocking=True) for img in images]
+        out = [img if img.dim() == 1 else img.to(device, non_blocking=True) for img in images]
+        files = [i for i, img in enumerate(images) if img.dim() == 1]  # file bytes from 'read' workers
+        if files:
+            decoded = decode_jpeg([images[i].cpu() for i in files], mode=ImageReadMode.RGB, device=device)
+            for i, img in zip(files, decoded):
+                out[i] = img
+        return out
 
     def __call__(self, images: Sequence[torch.Tensor] | torch.Tensor, device: torch.device | str | None = None):
         if device is None:

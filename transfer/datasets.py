@@ -1,4 +1,4 @@
-"""mmdet's VOC and COCO datasets with bad data named or counted (issue 12, finding 6).
+"""mmdet's VOC and COCO datasets with bad data named or counted.
 
 mmdet 3.3 raises a bare ``ParseError`` for a malformed VOC XML and a bare ``JSONDecodeError`` for a truncated
 COCO JSON (neither names the file), decodes a zero-byte test image only after training (a cv2 error, no name),
@@ -10,11 +10,13 @@ Policy, the same for every dataset:
   * an annotation that cannot be used is dropped and counted per reason; a box reaching outside its image is
     clipped to it and counted; the counts are logged once per dataset and go into the run record;
   * an image file that is missing or empty: in a training split it is skipped and counted (with the first few
-    names); in a test/val split it stops the run before training (a benchmark on a subset is not the benchmark);
+    names); in a test/val split it stops the run before training (a benchmark on a subset is not the benchmark):
+    every val/test image is checked when its dataset is built, and :func:`check_eval_splits` builds them before
+    the first training iteration (mmengine would build the test split only after training);
   * an image that exists but cannot be decoded stops the run with its path when it is loaded
     (:class:`MixbenchLoadImageFromFile`).
 
-:func:`mixbench.transfer.runner.build_config` swaps mmdet's ``VOCDataset``/``CocoDataset``/``LoadImageFromFile``
+:func:`mixbench.transfer.config.build_config` swaps mmdet's ``VOCDataset``/``CocoDataset``/``LoadImageFromFile``
 for these in every config, so the configs stay mmdet's.
 """
 
@@ -34,7 +36,7 @@ from mmengine.logging import print_log
 from mixbench.base.io import DataError
 
 __all__ = ["DATA_REPORTS", "DataError", "MixbenchCocoDataset", "MixbenchLoadImageFromFile", "MixbenchVOCDataset",
-           "SWAPS", "data_report"]
+           "SWAPS", "check_eval_splits", "data_report"]
 
 # mmdet type -> ours (build_config applies it to every leaf dataset and pipeline step)
 SWAPS = {"VOCDataset": "MixbenchVOCDataset", "CocoDataset": "MixbenchCocoDataset",
@@ -179,7 +181,12 @@ class MixbenchCocoDataset(_Checked, CocoDataset):
 
 @TRANSFORMS.register_module()
 class MixbenchLoadImageFromFile(LoadImageFromFile):
-    """mmcv's ``LoadImageFromFile``; an image that cannot be decoded stops the run with its path."""
+    """mmcv's ``LoadImageFromFile``; an image that cannot be decoded stops the run with its path.
+
+    mmcv's OpenCV decoding already gives the 8-bit RGB of :mod:`mixbench.base.images` for every mode (16-bit
+    samples by their high byte, 32-bit samples refused), so detection keeps mmdet's decoder (EXIF orientation
+    included) and the tests hold the two to the same pixels.
+    """
 
     def transform(self, results: dict) -> dict:
         try:
@@ -189,6 +196,16 @@ class MixbenchLoadImageFromFile(LoadImageFromFile):
         if out is None or out.get("img") is None:
             raise DataError(f"{results['img_path']}: unreadable image (decoder returned nothing)")
         return out
+
+
+def check_eval_splits(runner: Any) -> None:
+    """Build ``runner``'s val and test datasets now, so a missing or empty evaluation image stops the run before
+    the first training iteration (the checked datasets stat every image when built; mmengine builds a loop's
+    dataloader when the loop first runs, which for the test split is after training)."""
+    for name in ("val_loop", "test_loop"):
+        loop = getattr(runner, name)  # the property builds the loop, its dataloader and its dataset
+        if loop is not None:
+            loop.dataloader.dataset.full_init()  # a no-op once built; lazy_init=True datasets are built here
 
 
 def data_report() -> dict[str, dict[str, Any]]:

@@ -63,7 +63,7 @@ def test_imagenet100_missing_class(tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "not_an_image"])
 def test_unreadable_image_stops_with_its_path(tmp_path, damage):
-    """Issue 12 finding 6: a truncated JPEG crashed the kNN hook with a traceback that named no file."""
+    """A damaged file stops the run with its path, not a traceback that names no file."""
     import io
 
     from mixbench.base.io import DataError
@@ -80,3 +80,28 @@ def test_unreadable_image_stops_with_its_path(tmp_path, damage):
     assert ds[0]["inputs"][0].shape == (3, 32, 32)  # the good one reads
     with pytest.raises(DataError, match=r"b_bad\.JPEG: unreadable image"):
         ds[1]
+
+
+def test_recipes_state_the_papers_settings():
+    """MoCo v2's main_moco.py: crop scale (0.2, 1), ColorJitter(0.4, 0.4, 0.4, 0.1) p 0.8, grayscale p 0.2, blur
+    sigma (0.1, 2) p 0.5 with SimCLR's kernel of 10% of the view (23 px at 224); MoCo v1: jitter 0.4, p 1."""
+    from mixbench.pretrain.augmentations import AUG_SPECS, blur_kernel_size
+
+    v2 = AUG_SPECS["moco_v2"]
+    assert (v2.scale, v2.jitter, v2.p_jitter, v2.p_gray, v2.sigma, v2.p_blur, v2.p_flip) == (
+        (0.2, 1.0), (0.4, 0.4, 0.4, 0.1), 0.8, 0.2, (0.1, 2.0), 0.5, 0.5)
+    assert (blur_kernel_size(224), blur_kernel_size(96), blur_kernel_size(32), blur_kernel_size(8)) == (23, 9, 3, 3)
+    v1 = AUG_SPECS["moco_v1"]
+    assert (v1.jitter, v1.p_jitter, v1.p_gray, v1.p_blur) == ((0.4, 0.4, 0.4, 0.4), 1.0, 0.2, 0.0)
+
+
+def test_a_class_folder_linking_to_nothing_is_refused_by_name(tmp_path):
+    for split in ("train", "val"):
+        (tmp_path / split / "n1").mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / split / "n1" / "a.JPEG")
+    (tmp_path / "train" / "n2").symlink_to(tmp_path / "gone", target_is_directory=True)
+    with pytest.raises(FileNotFoundError, match=r"1 class folder\(s\) are links to nothing, e\.g\. \[.*train/n2'\]"):
+        ImageFolderViews(str(tmp_path / "train"), aug="center", size=8, n_views=1)
+    (tmp_path / "val" / "n2").symlink_to(tmp_path / "gone", target_is_directory=True)
+    with pytest.raises(FileNotFoundError, match=r"val/n2"):  # explicit classes: the val split is checked too
+        ImageFolderViews(str(tmp_path / "val"), aug="center", size=8, n_views=1, classes=["n1", "n2"])

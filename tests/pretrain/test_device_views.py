@@ -1,4 +1,4 @@
-"""The device view pipeline against torchvision's reference augmentation (issue 13), all on CPU.
+"""The device view pipeline against torchvision's reference augmentation, all on CPU.
 
 Three kinds of check: (1) the random parameters follow torchvision's own samplers (``get_params`` of the
 reference transforms, drawn many times with a fixed seed; two-sample Kolmogorov-Smirnov distances and
@@ -19,16 +19,15 @@ from torchvision import transforms as T
 from torchvision.io import encode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
+from mixbench.pretrain.augmentations import AUG_SPECS, blur_kernel_size
 from mixbench.pretrain.data import build_view_transform
 from mixbench.pretrain.device_views import (
-    AUG_SPECS,
     DeviceViews,
     ViewParams,
     adjust_brightness,
     adjust_contrast,
     adjust_hue,
     adjust_saturation,
-    blur_kernel_size,
     gaussian_blur,
     make_views,
     resized_crops,

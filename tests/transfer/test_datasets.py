@@ -1,5 +1,5 @@
-"""Issue 12 finding 6: bad VOC/COCO files are named, dropped annotations are counted per reason, boxes outside
-the image are clipped, missing/empty images follow the per-split policy of mixbench.transfer.datasets."""
+"""Bad VOC/COCO files are named, dropped annotations are counted per reason, boxes outside the image are clipped,
+missing/empty images follow the per-split policy of mixbench.transfer.datasets (test splits before training)."""
 
 from __future__ import annotations
 
@@ -135,7 +135,8 @@ def test_truncated_coco_json_names_the_file(tmp_path):
 
 
 def test_runner_swaps_in_the_checked_types_for_every_dataset(tmp_path):
-    from mixbench.transfer.runner import Checkpoint, build_config
+    from mixbench.transfer.checkpoint import Checkpoint
+    from mixbench.transfer.config import build_config
 
     cfg = build_config(Path(__file__).resolve().parents[2] / "configs/transfer/demo/"
                        "mask-rcnn_r18_fpn_frozen-bn_demo_coco.py", Checkpoint("random", None), tmp_path)
@@ -144,3 +145,36 @@ def test_runner_swaps_in_the_checked_types_for_every_dataset(tmp_path):
         ds = ds["dataset"] if "dataset" in ds else ds
         assert ds["type"] == "MixbenchCocoDataset"
         assert ds["pipeline"][0]["type"] == "MixbenchLoadImageFromFile"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suite", ["voc", "coco"])
+def test_missing_test_image_stops_the_run_before_the_first_training_iteration(tmp_path, synthetic_root, suite):
+    """The test split is built with the model, not after training: no epoch trains, no record is written."""
+    import shutil
+
+    from mixbench.transfer.checkpoint import Checkpoint
+    from mixbench.transfer.runner import run_transfer
+
+    demo = Path(__file__).resolve().parents[2] / "configs/transfer/demo"
+    config = demo / {"voc": "faster-rcnn_r18_fpn_frozen-bn_demo_voc0712.py",
+                     "coco": "mask-rcnn_r18_fpn_frozen-bn_demo_coco.py"}[suite]
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_root[suite], data / synthetic_root[suite].name)  # the session's copy stays whole
+    if suite == "voc":
+        test_ids = (data / "VOCdevkit/VOC2007/ImageSets/Main/test.txt").read_text().split()
+        gone = data / f"VOCdevkit/VOC2007/JPEGImages/{test_ids[-1]}.jpg"
+    else:
+        from mmengine.config import Config
+
+        ann = Config.fromfile(str(config)).test_dataloader.dataset.ann_file
+        images = json.loads((data / "coco" / ann).read_text())["images"]
+        prefix = Config.fromfile(str(config)).test_dataloader.dataset.data_prefix["img"]
+        gone = data / "coco" / prefix / images[-1]["file_name"]
+    gone.unlink()
+    with pytest.raises(DataError, match=rf"{gone.name}: image missing or empty; 1 such image\(s\) in the evaluation"):
+        run_transfer(config, Checkpoint(name="random", path=None), records_dir=tmp_path / "rec",
+                     work_root=tmp_path / "wd", data_dir=data,
+                     cfg_options={"train_dataloader.num_workers": 0, "train_dataloader.persistent_workers": False})
+    assert not list((tmp_path / "wd").rglob("epoch_*.pth"))  # not a single epoch trained
+    assert not (tmp_path / "rec").exists()
