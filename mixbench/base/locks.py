@@ -1,9 +1,9 @@
-"""One run per work dir: an advisory ``flock`` on ``<work_dir>/.lock`` (issue 12, finding 7).
+"""One run per work dir: an advisory ``flock`` on ``<work_dir>/.lock``.
 
-Two transfers of the same checkpoint and config used to train into one work dir at once and overwrite each
-other's checkpoints and record. The lock is taken with ``fcntl.flock``, which the kernel releases when the holder
-exits in any way (kill -9 included), so a lock left by a dead run is never mistaken for a live one: the file then
-only tells who held it last, and the next run says it takes over a stale lock.
+Two runs in one work dir would overwrite each other's checkpoints and record. The lock is taken with
+``fcntl.flock``, which the kernel releases when the holder exits in any way (kill -9 included), so a lock left by a
+dead run is never mistaken for a live one: the file then only tells who held it last, and the next run says it
+takes over a stale lock.
 """
 
 from __future__ import annotations
@@ -18,12 +18,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["WorkDirLockedError", "work_dir_lock"]
+__all__ = ["WorkDirError", "WorkDirLockedError", "work_dir_lock"]
 
 LOCK_NAME = ".lock"
 
 
-class WorkDirLockedError(RuntimeError):
+class WorkDirError(RuntimeError):
+    """The work dir cannot be used (read-only, full, not a folder); the message names the path and the problem."""
+
+
+class WorkDirLockedError(WorkDirError):
     """Another live process holds the work dir; the message names it and the holder."""
 
 
@@ -45,10 +49,14 @@ def work_dir_lock(work_dir: str | Path, wait: float = 0.0, log=print) -> Iterato
 
     Raises:
         WorkDirLockedError: another live process holds it (after ``wait`` seconds).
+        WorkDirError: the folder or its lock file cannot be created or written.
     """
     path = Path(work_dir) / LOCK_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as err:
+        raise WorkDirError(f"{work_dir}: cannot use this work dir: {err.strerror or err}") from None
     deadline = time.monotonic() + wait
     try:
         while True:
@@ -64,14 +72,19 @@ def work_dir_lock(work_dir: str | Path, wait: float = 0.0, log=print) -> Iterato
                         "finish or stop it. Two runs in one work dir would overwrite each other's checkpoints."
                     ) from None
                 time.sleep(0.5)
+            except OSError as err:  # e.g. a file system without flock
+                raise WorkDirError(f"{path}: cannot lock: {err.strerror or err}") from None
         stale = _holder(path)
         if stale.get("pid"):
             log(f"{work_dir}: taking over a stale lock (pid {stale['pid']} on {stale.get('host', '?')} "
                 f"since {stale.get('since', '?')} exited without releasing it)")
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "what": " ".join(sys.argv)[:300]}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+        except OSError as err:
+            raise WorkDirError(f"{path}: cannot write the lock file: {err.strerror or err}") from None
         try:
             yield path
         finally:

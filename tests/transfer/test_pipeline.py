@@ -1,8 +1,11 @@
-"""The pipeline reuses finished stages (pretraining marker, conversion cache, run records) and only tabulates."""
+"""The pipeline reuses finished stages (pretraining marker, conversion cache, run records) and only tabulates; it
+runs one transfer per seed, stops what a dead pipeline left and ends cleanly on SIGINT/SIGTERM at any point."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,8 @@ import torch
 import torchvision
 
 from mixbench.base.io import atomic_write_json, sha256_file
+from mixbench.base.runkey import key_id
+from mixbench.jobs import Job, LocalExecutor
 from mixbench.pipeline import PipelineError, load_pipeline_config, run_pipeline
 from mixbench.transfer.records import SCHEMA, record_path, write_record
 
@@ -39,13 +44,20 @@ def test_bad_pipeline_config_names_the_file(tmp_path):
                              "bn_modes=['frozen']\ndata_dir='d'\nwork_dir='w'\nresults_dir='r'\n")
     with pytest.raises(PipelineError, match="pipe.py: configs/pretrain/nope.py: no such config"):
         load_pipeline_config(path)
+    base = "pretrain=[]\nsuites=['voc']\nbn_modes=['frozen']\ndata_dir='d'\nwork_dir='w'\nresults_dir='r'\n"
+    for seeds, shown in [("seeds=[]", r"\[\]"), ("seeds=[0, 0]", r"\[0, 0\]"), ("seeds=0", "0")]:
+        with pytest.raises(PipelineError, match=f"pipe.py: seeds must be a non-empty list of distinct integers, "
+                                                f"not {shown}$"):
+            load_pipeline_config(_config(tmp_path, base + seeds + "\n"))
+    with pytest.raises(PipelineError, match="pipe.py: give `seeds` .* or `seed`, not both"):
+        load_pipeline_config(_config(tmp_path, base + "seed=0\nseeds=[1]\n"))
 
 
 def _finished_pipeline(tmp_path: Path, pretrain_options: str = "", transfer_options: str = "") -> tuple[Path, dict]:
-    """A pipeline config whose stages all look finished under the keys of the ORIGINAL settings."""
-    from mixbench.base.config import key_id
+    """A pipeline config whose stages all look finished (seed 0) under the keys of the ORIGINAL settings."""
     from mixbench.pipeline import pretrain_key
-    from mixbench.transfer.runner import Checkpoint, prepare_checkpoint, transfer_run_key
+    from mixbench.transfer.checkpoint import Checkpoint, prepare_checkpoint
+    from mixbench.transfer.runner import transfer_run_key
 
     work, results, data = tmp_path / "work", tmp_path / "results", tmp_path / "data"
     data.mkdir(exist_ok=True)
@@ -64,9 +76,9 @@ def _finished_pipeline(tmp_path: Path, pretrain_options: str = "", transfer_opti
         ck = Checkpoint(name=name, path=ckpt if name == "moco" else None)
         if name == "moco":
             prepare_checkpoint(ck, work / "converted")
-        write_record(record_path(results / "records", Path(VOC).stem, name), {
-            "schema": SCHEMA, "status": "complete",
-            "run_key": transfer_run_key(REPO / VOC, ck, data_dir=data, cfg_options={}, seed=0),
+        run_key = transfer_run_key(REPO / VOC, ck, data_dir=data, cfg_options={}, seed=0)
+        write_record(record_path(results / "records", Path(VOC).stem, name, key_id(run_key)), {
+            "schema": SCHEMA, "status": "complete", "run_key": run_key, "run_key_id": key_id(run_key), "seed": 0,
             "checkpoint": {"name": name, "sha256": sha256_file(ckpt) if name == "moco" else None},
             "config": {"name": Path(VOC).stem, "settings": {
                 "detector": "Faster R-CNN", "backbone": "R18", "bn_mode": "frozen", "norm_type": "BN",
@@ -90,6 +102,7 @@ def _no_subprocess(monkeypatch) -> list:
     started: list = []
 
     def refuse(argv, *a, **k):
+        argv = argv[argv.index("mixbench.cli") + 1:]  # the job's sub-command, under its supervisor
         started.append(argv)
         raise _Started(" ".join(map(str, argv)))
 
@@ -111,25 +124,25 @@ def test_second_run_reuses_every_finished_stage(tmp_path, monkeypatch, capsys):
 
 
 def test_changed_pretraining_settings_train_fresh(tmp_path, monkeypatch):
-    """Finding 2: the pipeline reused a 5-epoch pretraining checkpoint after max_epochs became 7."""
+    """A 5-epoch pretraining checkpoint is not reused once max_epochs is 7: that run trains fresh beside it."""
     path, _ = _finished_pipeline(tmp_path, pretrain_options=", cfg_options={'train_cfg.max_epochs': 7}")
     started = _no_subprocess(monkeypatch)
     with pytest.raises(_Started):
         run_pipeline(path)
     (argv,) = started
-    assert argv[3] == "pretrain" and "train_cfg.max_epochs=7" in argv and "--resume" not in argv
+    assert argv[0] == "pretrain" and "train_cfg.max_epochs=7" in argv and "--resume" not in argv
     old, new = sorted((tmp_path / "work" / "pretrain" / "moco").iterdir(), key=lambda p: (p / "stage.json").exists())
     assert argv[argv.index("--work-dir") + 1] == str(old)  # a fresh folder of its own; the 5-epoch run is kept
     assert (new / "epoch_5.pth").is_file()
 
 
-@pytest.mark.parametrize("change", ["seed = 1\n", "transfer_cfg_options = {'optim_wrapper.optimizer.lr': 0.05}\n"])
+@pytest.mark.parametrize("change", ["seeds = [1]\n", "transfer_cfg_options = {'optim_wrapper.optimizer.lr': 0.05}\n"])
 def test_changed_transfer_settings_rerun_the_transfer(tmp_path, monkeypatch, change):
     path, _ = _finished_pipeline(tmp_path, transfer_options=change)
     started = _no_subprocess(monkeypatch)
     with pytest.raises(_Started):
         run_pipeline(path)
-    assert started[0][3] == "transfer"
+    assert started[0][0] == "transfer"
 
 
 def test_a_second_pipeline_on_the_same_work_dir_is_refused(tmp_path):
@@ -142,45 +155,85 @@ def test_a_second_pipeline_on_the_same_work_dir_is_refused(tmp_path):
             run_pipeline(path)
 
 
-def test_sigterm_stops_the_running_jobs_and_their_children(tmp_path):
-    """Finding 7: a killed pipeline left its jobs running as orphans. Here run_jobs runs a job that starts a
-    grandchild (as torchrun does); SIGTERM to the pipeline process must end both."""
+def test_each_seed_is_a_transfer_run_of_its_own(tmp_path, monkeypatch, capsys):
+    """Seed 0's records exist; seeds [0, 1] runs only seed 1, once per checkpoint, and reuses seed 0."""
+    path, _ = _finished_pipeline(tmp_path, transfer_options="seeds = [0, 1]\n")
+    started: list[Job] = []
+    monkeypatch.setattr(LocalExecutor, "start", lambda self, job, env: started.append(job))
+    monkeypatch.setattr(LocalExecutor, "poll", lambda self, job: 0)  # every job "finishes" at once
+    run_pipeline(path)
+    assert capsys.readouterr().out.count("seed 0: finished record found; reused") == 2
+    assert sorted(j.label.rsplit(" / ", 1)[1] for j in started) == ["moco seed 1", "random seed 1"]
+    for job in started:
+        assert job.argv[job.argv.index("--seed") + 1] == "1"
+
+
+def test_a_rerun_stops_the_jobs_a_killed_pipeline_left(tmp_path, monkeypatch, capsys):
+    """A job listed in the work dir's jobs.json by a pipeline that is gone is stopped, and named, before any stage."""
+    path, _ = _finished_pipeline(tmp_path)
+
+    class Sleeper(LocalExecutor):
+        def command(self, job: Job) -> list[str]:
+            return [sys.executable, "-c", "import time; time.sleep(300)"]
+
     import os
-    import signal
-    import sys
+
+    left = Job("transfer voc frozen x / moco seed 0", [], tmp_path / "left.log")
+    Sleeper(tmp_path / "work").start(left, dict(os.environ))  # its pipeline "died": nobody polls it
+    try:
+        _no_subprocess(monkeypatch)
+        run_pipeline(path)
+        out = capsys.readouterr().out
+        assert f"{left.label}: still running from a run that died" in out and f"group {left.handle.pid}" in out
+        assert left.handle.wait(timeout=30) != 0
+    finally:
+        if left.handle.poll() is None:
+            os.killpg(left.handle.pid, signal.SIGKILL)
+
+
+# Runs the pipeline CLI with hashing (the pretraining stage's reuse check) or conversion made slow, so that a
+# signal arrives in the middle of it; the conversion writes its output through atomic_write as the real one does.
+INTERRUPTED = """
+import sys, time
+from pathlib import Path
+import mixbench.jobs, mixbench.transfer.checkpoint as checkpoint
+from mixbench.base.io import atomic_write
+from mixbench.cli import main
+
+config, stage, ready = sys.argv[1:]
+
+def slow_hash(path):
+    Path(ready).touch(); time.sleep(300)
+
+def slow_convert(ckpt, cache_dir):
+    def write(f):
+        f.write(b"half"); f.flush(); Path(ready).touch(); time.sleep(300)
+    atomic_write(Path(cache_dir) / "new.pth", write)
+
+if stage == "hash":
+    mixbench.jobs.sha256_file = slow_hash
+else:
+    checkpoint.prepare_checkpoint = slow_convert
+sys.exit(main(["pipeline", config]))
+"""
+
+
+@pytest.mark.parametrize("stage,sig", [("hash", signal.SIGINT), ("convert", signal.SIGTERM)])
+def test_a_signal_between_jobs_ends_the_run_in_one_line(tmp_path, stage, sig):
     import time
 
-    pids = tmp_path / "pids.txt"
-    job = ("import subprocess, sys, time, os; "
-           "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
-           f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{g.pid}}'); time.sleep(120)")
-    parent = (
-        "import sys, pathlib, mixbench.pipeline as p\n"
-        "real = p.start_in_own_group\n"
-        f"p.start_in_own_group = lambda argv, **kw: real([sys.executable, '-c', {job!r}], **kw)\n"
-        f"p.run_jobs([p.Job('sleeper', ['x'], pathlib.Path({str(tmp_path / 'job.log')!r}))], 1, 1)\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    deadline = time.time() + 60
-    while not (pids.is_file() and len(pids.read_text().split()) == 2):
-        assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() else "no job"
+    path, _ = _finished_pipeline(tmp_path)
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED, str(path), stage, str(ready)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"never reached the {stage} step"
         time.sleep(0.1)
-    child, grandchild = map(int, pids.read_text().split())
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode != 0 and "stopping 1 running job(s)" in out
-
-    def alive(pid: int) -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
-    for pid in (child, grandchild):
-        for _ in range(50):
-            if not alive(pid):
-                break
-            time.sleep(0.1)
-        assert not alive(pid), f"pid {pid} outlived the pipeline"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.splitlines()[-1] == (f"mixbench pipeline: interrupted (received {sig.name}); running jobs stopped, "
+                                    "rerun to resume")
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") or p.name == "new.pth"]
