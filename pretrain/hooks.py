@@ -1,39 +1,29 @@
 """mmengine hooks of the pretraining stage.
 
-``MixbenchMetaHook`` writes ``checkpoint['meta']['mixbench']`` (contract 2) into every checkpoint the Runner
-saves, so the converter never has to guess the method, architecture or input statistics.
-``KNNMonitorHook`` logs the kNN top-1 (k=200, T=0.1) of the live encoder every few epochs.
+``MixbenchMetaHook`` writes the model's metadata into ``checkpoint['meta']['mixbench']`` of every checkpoint the
+Runner saves, so the converter never has to guess the method, architecture or input statistics.
+``KNNMonitorHook`` logs the weighted kNN top-1 (``pretrain.knn``) of the live encoder every few epochs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmengine.registry import HOOKS, MODELS
-from torch import nn
+from mmengine.registry import HOOKS
+
+from mixbench.pretrain.knn import KNN_K, KNN_T
 
 
 def checkpoint_meta(model, config_name: str) -> dict:
-    """The contract-2 metadata of a MoCo/CMC model (plain python types, weights-only safe)."""
+    """The checkpoint metadata of a MoCo/CMC model (plain python types, weights-only safe)."""
     if is_model_wrapper(model):
         model = model.module
     if not hasattr(model, "mixbench_meta"):
         raise TypeError(f"{type(model).__name__} has no mixbench_meta(); is it a pretrain.moco/cmc model?")
-    meta = model.mixbench_meta()
-    meta["config_name"] = config_name
-    return meta
-
-
-@MODELS.register_module()
-def ChannelsLastModel(model: dict) -> nn.Module:  # noqa: N802  (an mmengine registry type name)
-    """Build ``model`` and store its 4-d weights channels_last (NHWC), so convolutions run in that layout.
-
-    A builder rather than a wrapper module: the state_dict keys, checkpoints and converters see the model itself.
-    """
-    return MODELS.build(model).to(memory_format=torch.channels_last)
+    return dataclasses.replace(model.mixbench_meta(), config_name=config_name).to_dict()
 
 
 @HOOKS.register_module()
@@ -73,8 +63,8 @@ class KNNMonitorHook(Hook):
         train_root: str | None = None,
         val_root: str | None = None,
         interval: int | None = 10,
-        k: int = 200,
-        T: float = 0.1,
+        k: int = KNN_K,
+        T: float = KNN_T,
         size: int = 224,
         batch_size: int = 64,
         num_workers: int = 2,

@@ -5,8 +5,8 @@
 image ``I_n`` is mixed only once, so it is the main content; all n - 1 steps are taken together. With CutMix's
 mask (M = 0 inside the box) eq. 4's ``lambda_decay (1 - M_1) I_2`` decays the first pasted box.
 
-'authors' (the authors' released code, which produced Tables 1-5; DESIGN.md "The method, precisely"): the
-sample is the base, each of the n - 1 steps is taken or skipped on its own (``steps``).
+'authors' (the authors' released code, which produced Tables 1-5): the sample is the base, each of the n - 1
+steps is taken or skipped on its own (``steps``).
 Global (:func:`global_mixture_authors`): ``base = lam base + (1 - lam) partner`` per taken step.
 Region (:func:`region_mixture_authors`): a taken first step multiplies the whole base by ``lambda_decay`` (the
 context, as the paper's text and Fig. 3 say), then every taken step pastes its partner's box at full strength.
@@ -200,8 +200,8 @@ def region_weights(masks: torch.Tensor) -> torch.Tensor:
     return torch.stack(weights)
 
 
-def _check(images: list[torch.Tensor], n_coefs: int) -> None:
+def _check(images: list[torch.Tensor], n_rows: int) -> None:
     if len(images) < 2:
         raise ValueError(f"a mixture needs n >= 2 images, got {len(images)}")
-    if n_coefs != len(images) - 1:
-        raise ValueError(f"{len(images)} images need {len(images) - 1} coefficient/mask rows, got {n_coefs}")
+    if n_rows != len(images) - 1:
+        raise ValueError(f"{len(images)} images need {len(images) - 1} coefficient/mask rows, got {n_rows}")

@@ -14,8 +14,8 @@ from mmengine.model import BaseDataPreprocessor
 from mmengine.registry import MODELS
 
 from mixbench.base.color import IMAGENET_MEAN, IMAGENET_STD, YCBCR_MEAN, YCBCR_STD, rgb_to_ycbcr
+from mixbench.base.dist import process_seed
 from mixbench.pretrain.device_views import DeviceViews
-from mixbench.pretrain.memory import rank
 from mixbench.pretrain.mixing import (
     SEMANTICS,
     box_masks,
@@ -95,13 +95,10 @@ class MixPreprocessor(BaseDataPreprocessor):
         self.views = views
         self.global_mix = self._check_mix("global_mix", global_mix, {"n", "p"})
         self.region_mix = self._check_mix("region_mix", region_mix, {"n", "p", "lambda_decay"})
-        if seed is None:  # follow torch's global seed (set by mmengine's ``randomness`` before the model)
-            seed = int(torch.randint(0, 2**62, (1,)).item())
-        # each process draws its own partners/coefficients; identical draws on every rank would correlate them
-        self.sampler = MixSampler(alpha=alpha, seed=seed + rank())
+        self.sampler = MixSampler(alpha=alpha, seed=process_seed(seed))
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), False)
-        # issue 13: views made on the device from decoded images (None: the workers made them)
+        # views made on the device from decoded images (None: the workers made them)
         self.device_views = None if device_views is None else DeviceViews(**device_views)
 
     @staticmethod
@@ -144,7 +141,7 @@ class MixPreprocessor(BaseDataPreprocessor):
 
     @staticmethod
     def apply_plan(x: torch.Tensor, plan: MixPlan) -> torch.Tensor:
-        """Mix a normalised batch by one plan; samples with ``plan.apply`` False are returned unchanged.
+        """Mix a normalised batch by one plan; samples with ``plan.mixed`` False are returned unchanged.
 
         Shape: (N, C, H, W) -> (N, C, H, W).
         """
@@ -189,23 +186,23 @@ class MixPreprocessor(BaseDataPreprocessor):
 
 
 def apply_plan(x: torch.Tensor, plan: MixPlan) -> torch.Tensor:
-    """Mix a normalised batch by one plan under its semantics; samples with ``plan.apply`` False are unchanged.
+    """Mix a normalised batch by one plan under its semantics; samples with ``plan.mixed`` False are unchanged.
 
     Shape: (N, C, H, W) -> (N, C, H, W).
     """
     images = partner_images(x, plan.perms)
     authors = plan.semantics == "authors"
     if plan.kind == "global" and authors:
-        mixed = global_mixture_authors(images, plan.coefs, plan.steps)
+        out = global_mixture_authors(images, plan.alphas, plan.steps)
     elif plan.kind == "global":
-        mixed = global_mixture(images, plan.coefs)
+        out = global_mixture(images, plan.alphas)
     else:
         masks = box_masks(plan.boxes, x.shape[-2], x.shape[-1])  # (n-1, N, 1, H, W)
         if authors:
-            mixed = region_mixture_authors(images, masks, plan.lambda_decay, plan.steps)
+            out = region_mixture_authors(images, masks, plan.lambda_decay, plan.steps)
         else:
-            mixed = region_mixture(images, masks, plan.lambda_decay)
-    return torch.where(plan.apply.view(-1, 1, 1, 1), mixed, x)
+            out = region_mixture(images, masks, plan.lambda_decay)
+    return torch.where(plan.mixed.view(-1, 1, 1, 1), out, x)
 
 
 def source_weights(plan: MixPlan, height: int, width: int) -> torch.Tensor:
@@ -216,12 +213,12 @@ def source_weights(plan: MixPlan, height: int, width: int) -> torch.Tensor:
     """
     if plan.kind == "global":
         if plan.semantics == "authors":
-            w = global_weights_authors(plan.coefs, plan.steps)
+            w = global_weights_authors(plan.alphas, plan.steps)
         else:
-            w = global_weights(plan.coefs)
+            w = global_weights(plan.alphas)
     else:
         masks = box_masks(plan.boxes, height, width)
         w = region_weights_authors(masks, plan.steps) if plan.semantics == "authors" else region_weights(masks)
     own = torch.zeros_like(w)
     own[-1] = 1.0
-    return torch.where(plan.apply.view(1, -1), w, own)
+    return torch.where(plan.mixed.view(1, -1), w, own)

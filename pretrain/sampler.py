@@ -11,35 +11,39 @@ because torch has no seeded Beta sampler) and the small results are moved to the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 
+from mixbench.base.dist import draw_seed
 from mixbench.pretrain.mixing import SEMANTICS
 
 
-@dataclass
+@dataclass(kw_only=True)
 class MixPlan:
     """One mixture step for a batch of N samples mixing n images each.
 
     Attributes:
         kind: 'global' (eq. 3) or 'region' (eqs. 4-5).
         perms: (n - 1, N) partner indices; source ``I_k`` of sample i is ``x[perms[k-1, i]]``, ``I_n = x[i]``.
-        coefs: (n - 1, N) Beta draws: ``a_k`` for global; for region the CutMix lam (box area = 1 - lam).
-        boxes: (n - 1, N, 4) (y1, x1, y2, x2) pixel boxes for region, None for global.
-        apply: (N,) bool, which samples are mixed at all (take at least one step); the others pass unchanged.
+        alphas: global only, (n - 1, N) Beta draws weighting each step: eq. 3's ``a_k`` ('paper_eq'), the base's
+            share ``lam_k`` ('authors').
+        box_lams: region only, (n - 1, N) CutMix's lambda of each box (the box covers 1 - lam of the image).
+        boxes: region only, (n - 1, N, 4) (y1, x1, y2, x2) pixel boxes.
+        mixed: (N,) bool, which samples are mixed at all (take at least one step); the others pass unchanged.
         lambda_decay: eq. 4's context decay (region only; 1.0 for global).
         semantics: 'paper_eq' (printed equations) or 'authors' (released code), see ``pretrain.mixing``.
-        steps: (n - 1, N) bool, which steps each sample takes: for 'paper_eq' all or none (``apply`` repeated),
-            for 'authors' each on its own. None means ``apply`` repeated.
+        steps: (n - 1, N) bool, which steps each sample takes: for 'paper_eq' all or none (``mixed`` repeated),
+            for 'authors' each on its own. None means ``mixed`` repeated.
     """
 
     kind: str
     perms: torch.Tensor
-    coefs: torch.Tensor
-    boxes: torch.Tensor | None
-    apply: torch.Tensor
+    mixed: torch.Tensor
+    alphas: torch.Tensor | None = None
+    box_lams: torch.Tensor | None = None
+    boxes: torch.Tensor | None = None
     lambda_decay: float = 1.0
     semantics: str = "paper_eq"
     steps: torch.Tensor | None = None
@@ -48,20 +52,11 @@ class MixPlan:
         if self.semantics not in SEMANTICS:
             raise ValueError(f"semantics must be one of {SEMANTICS}, got {self.semantics!r}")
         if self.steps is None:
-            self.steps = self.apply.unsqueeze(0).expand(self.perms.shape[0], -1).clone()
+            self.steps = self.mixed.unsqueeze(0).expand(self.perms.shape[0], -1).clone()
 
     def to(self, device: torch.device | str) -> MixPlan:
-        boxes = None if self.boxes is None else self.boxes.to(device)
-        return MixPlan(
-            self.kind,
-            self.perms.to(device),
-            self.coefs.to(device),
-            boxes,
-            self.apply.to(device),
-            self.lambda_decay,
-            self.semantics,
-            self.steps.to(device),
-        )
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        return MixPlan(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in moved.items()})
 
 
 class MixSampler:
@@ -73,7 +68,7 @@ class MixSampler:
             mmengine's ``randomness.seed``).
 
     >>> plan = MixSampler(seed=0).global_plan(batch_size=8, n=4, p=0.5)
-    >>> plan.perms.shape, plan.coefs.shape
+    >>> plan.perms.shape, plan.alphas.shape
     (torch.Size([3, 8]), torch.Size([3, 8]))
     """
 
@@ -81,9 +76,7 @@ class MixSampler:
         if alpha <= 0:
             raise ValueError(f"Beta parameter alpha must be > 0, got {alpha}")
         self.alpha = alpha
-        if seed is None:
-            seed = int(torch.randint(0, 2**62, (1,)).item())
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(draw_seed(seed))
 
     def _beta(self, shape: tuple[int, ...]) -> torch.Tensor:
         return torch.from_numpy(self.rng.beta(self.alpha, self.alpha, size=shape)).float()
@@ -95,23 +88,23 @@ class MixSampler:
         return torch.from_numpy(np.stack([self.rng.permutation(batch_size) for _ in range(n_steps)])).long()
 
     def _steps(self, n_steps: int, batch_size: int, p: float, semantics: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(apply (N,), steps (n - 1, N)): one draw per sample ('paper_eq') or one per step ('authors')."""
+        """(mixed (N,), steps (n - 1, N)): one draw per sample ('paper_eq') or one per step ('authors')."""
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"mixing probability p must be in [0, 1], got {p}")
         if semantics not in SEMANTICS:
             raise ValueError(f"semantics must be one of {SEMANTICS}, got {semantics!r}")
         if semantics == "paper_eq":
-            apply = self._uniform((batch_size,)) < p
-            return apply, apply.unsqueeze(0).expand(n_steps, -1).clone()
+            mixed = self._uniform((batch_size,)) < p
+            return mixed, mixed.unsqueeze(0).expand(n_steps, -1).clone()
         steps = self._uniform((n_steps, batch_size)) < p
         return steps.any(0), steps
 
     def global_plan(self, batch_size: int, n: int, p: float, semantics: str = "paper_eq") -> MixPlan:
         """Global plan: n - 1 permutations, n - 1 coefficient rows, the steps taken (``semantics``)."""
         _check_n(n)
-        perms, coefs = self._perms(n - 1, batch_size), self._beta((n - 1, batch_size))
-        apply, steps = self._steps(n - 1, batch_size, p, semantics)
-        return MixPlan("global", perms, coefs, None, apply, 1.0, semantics, steps)
+        perms, alphas = self._perms(n - 1, batch_size), self._beta((n - 1, batch_size))
+        mixed, steps = self._steps(n - 1, batch_size, p, semantics)
+        return MixPlan(kind="global", perms=perms, alphas=alphas, mixed=mixed, semantics=semantics, steps=steps)
 
     def region_plan(
         self,
@@ -130,8 +123,9 @@ class MixSampler:
         lam = self._beta((n - 1, batch_size))
         boxes = self.cutmix_boxes(lam, height, width)
         perms = self._perms(n - 1, batch_size)
-        apply, steps = self._steps(n - 1, batch_size, p, semantics)
-        return MixPlan("region", perms, lam, boxes, apply, lambda_decay, semantics, steps)
+        mixed, steps = self._steps(n - 1, batch_size, p, semantics)
+        return MixPlan(kind="region", perms=perms, box_lams=lam, boxes=boxes, mixed=mixed, lambda_decay=lambda_decay,
+                       semantics=semantics, steps=steps)
 
     def cutmix_boxes(self, lam: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """CutMix's box: side ratio sqrt(1 - lam), uniform centre, clipped to the image.

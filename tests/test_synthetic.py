@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -95,7 +96,21 @@ def test_crash_leaves_no_half_tree(tmp_path, monkeypatch):
     monkeypatch.setattr(synthetic, "_write_coco", boom)
     with pytest.raises(RuntimeError, match="simulated crash"):
         generate(tmp_path / "root", seed=0, preset="tiny")
-    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == []  # no data folders, no tmp, no marker
+    # no data folders, no tmp, no marker; only the generators' lock file, released (it names no holder)
+    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == [".lock"]
+    assert (tmp_path / "root" / ".lock").read_text() == ""
+
+
+def test_a_second_generator_waits_for_the_lock_holder(tmp_path, monkeypatch, capsys):
+    from mixbench.base.locks import work_dir_lock
+
+    monkeypatch.setattr(synthetic, "LOCK_WAIT_S", 0.3)
+    with work_dir_lock(tmp_path):  # another generator of this root, still writing
+        assert synthetic.main(argparse.Namespace(root=str(tmp_path), seed=0, preset="tiny")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"pid {os.getpid()}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]  # nothing written beside the holder's lock
+    assert synthetic.main(argparse.Namespace(root=str(tmp_path), seed=0, preset="tiny")) == 0  # once released
 
 
 def test_refuses_to_overwrite_foreign_data(tmp_path):

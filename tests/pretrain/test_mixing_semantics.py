@@ -1,6 +1,7 @@
 """The two semantics of the mixtures (printed equations vs the authors' released code), each checked against an
-independent restatement written from DESIGN.md "The method, precisely" on tiny tensors, plus the sampler's step
-probabilities (independent per step for 'authors', joint for 'paper_eq') tested statistically with a fixed seed."""
+independent restatement (the paper's eqs. 3-5 and the authors' code, step by step) on tiny tensors, plus the
+sampler's step probabilities (independent per step for 'authors', joint for 'paper_eq') tested statistically with a
+fixed seed."""
 
 from __future__ import annotations
 
@@ -182,7 +183,7 @@ def test_source_weights_of_an_authors_plan_reconstruct_the_mixed_batch(kind):
     for j, idx in enumerate(srcs):
         by_weights[torch.arange(batch), idx] += w[j]
     torch.testing.assert_close(by_weights, mixed)
-    assert (~plan.apply).any() and plan.apply.any()
+    assert (~plan.mixed).any() and plan.mixed.any()
 
 
 # --- step probabilities -------------------------------------------------------------------------------------------
@@ -204,27 +205,27 @@ def test_authors_steps_are_independent_with_probability_p(kind):
     assert chi2 < stats.chi2.ppf(0.999, df=7), (observed, expected)
     # a joint draw (all steps together) would fail this: P(all three) would be p instead of p^3
     assert float(observed[7] / batch) == pytest.approx(p**3, abs=0.004)
-    assert torch.equal(plan.apply, steps.any(0))
+    assert torch.equal(plan.mixed, steps.any(0))
 
 
 def test_paper_eq_takes_all_steps_together():
     plan = MixSampler(seed=3).region_plan(20_000, 5, 0.3, 16, 16, 0.2)
     assert plan.semantics == "paper_eq"
-    assert torch.equal(plan.steps, plan.apply.expand(4, -1))
-    assert float(plan.apply.double().mean()) == pytest.approx(0.3, abs=0.012)
+    assert torch.equal(plan.steps, plan.mixed.expand(4, -1))
+    assert float(plan.mixed.double().mean()) == pytest.approx(0.3, abs=0.012)
 
 
-def test_paper_eq_draws_are_unchanged_by_the_new_option():
-    # the printed-equation plans keep their old draw order, so older seeded runs stay reproducible
+def test_paper_eq_draw_order():
+    # permutations, then the Beta coefficients, then one Bernoulli per sample: a seeded run's draws are fixed
     a, b = MixSampler(seed=4), MixSampler(seed=4)
-    old = a.global_plan(8, 3, 0.5)
+    plan = a.global_plan(8, 3, 0.5)
     rng = b.rng
     perms = [rng.permutation(8) for _ in range(2)]
-    coefs = rng.beta(1.0, 1.0, size=(2, 8))
-    apply = rng.random(size=(8,)) < 0.5
-    assert old.perms.tolist() == [list(q) for q in perms]
-    torch.testing.assert_close(old.coefs, torch.from_numpy(coefs).float())
-    assert old.apply.tolist() == apply.tolist()
+    alphas = rng.beta(1.0, 1.0, size=(2, 8))
+    mixed = rng.random(size=(8,)) < 0.5
+    assert plan.perms.tolist() == [list(q) for q in perms]
+    torch.testing.assert_close(plan.alphas, torch.from_numpy(alphas).float())
+    assert plan.mixed.tolist() == mixed.tolist()
 
 
 # --- the preprocessor with each semantics -------------------------------------------------------------------------
@@ -244,7 +245,7 @@ def test_preprocessor_authors_equals_restated_mix_on_both_views():
     for view, raw in zip(out["inputs"], (q, k)):  # both views mixed alike, G then R
         x = pre.normalize(raw)
         g_plan, r_plan = plans
-        x = global_mixture_authors(partner_images(x, g_plan.perms), g_plan.coefs, g_plan.steps)
+        x = global_mixture_authors(partner_images(x, g_plan.perms), g_plan.alphas, g_plan.steps)
         x = region_mixture_authors(partner_images(x, r_plan.perms), box_masks(r_plan.boxes, H, W), 0.2, r_plan.steps)
         torch.testing.assert_close(view, x)
     assert pre.summary()["region"]["semantics"] == "authors"
@@ -257,5 +258,5 @@ def test_bad_semantics_is_named():
     with pytest.raises(ValueError, match="semantics"):
         MixSampler(seed=0).global_plan(4, 2, 0.5, "code")
     with pytest.raises(ValueError, match="semantics"):
-        MixPlan("global", torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2), None, torch.zeros(2).bool(),
-                semantics="eq")
+        MixPlan(kind="global", perms=torch.zeros(1, 2, dtype=torch.long), alphas=torch.zeros(1, 2),
+                mixed=torch.zeros(2).bool(), semantics="eq")

@@ -24,10 +24,10 @@ def _by_hand(x, plans):
     for plan in plans:
         srcs = [x[p] for p in plan.perms] + [x]
         if plan.kind == "global":
-            mixed = global_mixture(srcs, plan.coefs)
+            mixed = global_mixture(srcs, plan.alphas)
         else:
             mixed = region_mixture(srcs, box_masks(plan.boxes, x.shape[2], x.shape[3]), plan.lambda_decay)
-        keep = ~plan.apply
+        keep = ~plan.mixed
         mixed[keep] = x[keep]
         x = mixed
     return x
@@ -42,7 +42,7 @@ def test_global_plus_region_equals_normalise_then_mix(views):
     out = pre({"inputs": [q, k], "data_samples": torch.arange(6)}, training=True)
     plans = out["data_samples"]["mix_plans"]
     ref = MixSampler(seed=11)  # the same draws, in the same order
-    assert torch.equal(ref.global_plan(6, 4, 0.5).coefs, plans[0].coefs)
+    assert torch.equal(ref.global_plan(6, 4, 0.5).alphas, plans[0].alphas)
     assert [p.kind for p in plans] == ["global", "region"]
     torch.testing.assert_close(out["inputs"][0], _by_hand(_norm(q), plans))
     k_expected = _by_hand(_norm(k), plans) if views == "both" else _norm(k)

@@ -1,4 +1,5 @@
-"""The mixing benchmark runs every variant in one process and prints positive timings and ratios."""
+"""The benches (mixing cost, data path) run every variant in one process and print positive timings and ratios;
+the semantics they print are the ones their preprocessors mixed with."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def test_bench_prints_all_rows(capsys):
 
 
 @pytest.mark.slow
-def test_pipeline_bench_prints_both_pipelines(synthetic_root, capsys):
+def test_data_bench_prints_both_pipelines(synthetic_root, capsys):
     """``--data``: the PIL reference and the device pipeline side by side, from the synthetic JPEG files."""
     import torch
 
@@ -67,6 +68,7 @@ def test_pipeline_bench_prints_both_pipelines(synthetic_root, capsys):
         torch.set_num_threads(before)
     lines = capsys.readouterr().out.splitlines()
     assert str(synthetic_root["imagenet"] / "train") in lines[0]
+    assert "(authors: the authors' released code)" in lines[0]
     rows = {line.split()[0]: line.split() for line in lines if line.split() and line.split()[0] in ("pil", "device")}
     assert sorted(rows) == ["device", "pil"]  # no nvjpeg row without CUDA
     assert rows["pil"][1] == "augment" and rows["device"][1] == "decode"
@@ -77,17 +79,56 @@ def test_pipeline_bench_prints_both_pipelines(synthetic_root, capsys):
     assert float(rows["pil"][4]) == 1.0 and float(rows["pil"][6]) == 1.0
 
 
-def test_pipeline_bench_bad_data(tmp_path):
-    from mixbench.pretrain.bench import resolve_image_root
+def _run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    eval_cli.register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_data_bench_bad_data(tmp_path, capsys):
+    from mixbench.pretrain.bench_data import resolve_image_root
 
     with pytest.raises(FileNotFoundError, match="no ImageNet-style"):
         resolve_image_root(tmp_path)
+    assert _run_cli(["bench", "pretrain", "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(tmp_path) in err and "no ImageNet-style" in err
+
+
+def test_bench_rejects_unknown_semantics(capsys):
+    assert _run_cli(["bench", "pretrain", "--semantics", "code", "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'code'" in err and "paper_eq" in err
+
+
+@pytest.mark.parametrize(("semantics", "label"), [("authors", "the authors' released code"),
+                                                  ("paper_eq", "the printed equations")])  # fmt: skip
+def test_bench_prints_the_semantics_it_mixed_with(semantics, label, capsys, monkeypatch):
+    """Every plan the timed preprocessors apply has the semantics asked for, and the footer names exactly it."""
+    from mixbench.pretrain import preprocessor
+
+    applied = []
+    real_apply = preprocessor.apply_plan
+
+    def spy(x, plan):
+        applied.append(plan.semantics)
+        return real_apply(x, plan)
+
+    monkeypatch.setattr(preprocessor, "apply_plan", spy)
+    argv = ["bench", "pretrain", "--steps", "1", "--warmup", "0", "--rounds", "1", "--img-size", "32",
+            "--batch-size", "4", "--K", "16", "--semantics", semantics]  # fmt: skip
+    assert _run_cli(argv) == 0
+    assert applied and set(applied) == {semantics}
+    footer = capsys.readouterr().out.splitlines()[-1]
+    assert footer.endswith(f"semantics: {semantics} ({label})"), footer
+
 
 def test_bench_bare_limit_row_and_channels_last():
     """The GPU check's settings on CPU: a 'bare' row (the same network work without MoCo) and NHWC weights."""
     import math
 
-    from mixbench.pretrain.bench import run_bench
+    from mixbench.pretrain.bench_mixing import run_bench
 
     rows, _ = run_bench(arch="resnet18", img_size=32, batch_size=4, steps=1, warmup=1, rounds=1, K=16,
                         channels_last=True, bare=True)

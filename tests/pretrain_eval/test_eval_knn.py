@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
-from mixbench.pretrain.knn import knn_classify, knn_monitor, knn_scores
+from mixbench.pretrain.knn import KNN_K, KNN_T, knn_classify, knn_monitor, knn_scores
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def brute_force_scores(train, labels, test, k, T, C):
@@ -84,3 +89,41 @@ def test_knn_monitor_on_live_moco_model():
     pred = brute_force_scores(feats[:8], labels[:8], feats[8:], 3, 0.1, 3).argmax(1)
     assert got["top1"] == pytest.approx(float((pred == labels[8:]).float().mean()))
     assert (got["n_train"], got["n_val"], got["k"]) == (8, 4, 3)
+
+
+def test_k_and_T_have_one_home():
+    """k = 200 (InstDisc) and T = 0.1 (MoCo's monitor), and every user that does not say otherwise gets them."""
+    from mixbench.ablation import load_ablation_config
+    from mixbench.pretrain import knn
+    from mixbench.pretrain.hooks import KNNMonitorHook
+
+    assert (KNN_K, KNN_T) == (200, 0.1)
+    hook = KNNMonitorHook()
+    assert (hook.k, hook.T) == (KNN_K, KNN_T)
+    for fn in (knn.knn_scores, knn.knn_classify, knn.knn_top1, knn.knn_monitor):
+        params = inspect.signature(fn).parameters
+        assert (params["k"].default, params["T"].default) == (KNN_K, KNN_T), fn.__name__
+    # the ablation config states its evaluation protocol: it must be these numbers
+    evaluation = load_ablation_config(str(REPO / "configs/pipeline/ablation_synthetic.py"))["evaluation"]
+    assert (evaluation["knn_k"], evaluation["knn_T"]) == (KNN_K, KNN_T)
+
+
+@pytest.mark.parametrize(("argv", "expected"), [([], (KNN_K, KNN_T)), (["--k", "7", "--T", "0.5"], (7, 0.5))])
+def test_knn_command_defaults_come_from_the_module(argv, expected, synthetic_root, monkeypatch, capsys):
+    from mixbench.commands import evaluate as eval_cli
+    from mixbench.pretrain import knn
+
+    seen = {}
+
+    def fake_top1(extractor, train, val, k, T, num_classes, device):
+        seen.update(k=k, T=T)
+        return {"top1": 0.5, "n_train": 1, "n_val": 1, "k": k}
+
+    monkeypatch.setattr(knn, "knn_top1", fake_top1)
+    parser = argparse.ArgumentParser()
+    eval_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["knn", "--checkpoint", "random:resnet18", "--data", str(synthetic_root["imagenet"]),
+                              "--img-size", "32", "--resize-size", "36", *argv])  # fmt: skip
+    assert args.func(args) == 0
+    assert (seen["k"], seen["T"]) == expected
+    assert f"k={expected[0]}, T={expected[1]}," in capsys.readouterr().out
