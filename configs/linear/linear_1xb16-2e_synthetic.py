@@ -2,7 +2,7 @@
 # root, the epochs, the batch (and, for 2 CPU cores, crop sizes, workers and log interval) changed.
 _base_ = ["./linear_1xb256-60e_in100.py"]
 
-data_root = "data/synthetic/imagenet"
+data_root = "data/demo/imagenet"
 classes = None  # the synthetic tree holds a prefix of the ImageNet-100 wnids: use its class folders
 crop_size = 64
 resize_size = 73  # keeps 224 / 256 = 0.875 of the side for the centre crop

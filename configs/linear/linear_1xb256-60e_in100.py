@@ -1,17 +1,15 @@
 # Linear evaluation on ImageNet-100, the paper's protocol (sec. 4.2): frozen encoder, linear head,
 # SGD lr 10, momentum 0.9, weight decay 0, 60 epochs, lr x0.1 at epochs 30, 40 and 50; single centre crop,
-# top-1. The checkpoint is injected by the launcher:  mixbench linear THIS_FILE --checkpoint CKPT
-# mixbench.evaluate registers CheckpointFeatureExtractor: any checkpoint layout the converter reads.
-custom_imports = dict(imports=["mixbench.pretrain.linear", "mixbench.evaluate"], allow_failed_imports=False)
+# top-1. The frozen encoder comes from the command line, never from a config:
+#   mixbench linear THIS_FILE --checkpoint CKPT      (any checkpoint layout the converter reads, or random:<arch>)
+custom_imports = dict(imports=["mixbench.pretrain.linear"], allow_failed_imports=False)
 
 data_root = "data/imagenet"  # ImageNet-style ROOT/{train,val}/<wnid>/*.JPEG (full ImageNet-1K is fine)
 classes = "imagenet100"  # the paper's 100 wnids (pretrain.imagenet100); labels follow that order
 crop_size = 224
 resize_size = 256  # val: Resize(256) + CenterCrop(224), as MoCo's main_lincls
 
-model = dict(
-    type="LinearClassifier", extractor=dict(type="CheckpointFeatureExtractor", spec=None), num_classes=100
-)
+model = dict(type="LinearClassifier", num_classes=100)
 
 train_pipeline = [
     dict(type="RandomResizedCrop", size=crop_size, antialias=True),

@@ -5,7 +5,7 @@
 data_dir = 'data'  # holds imagenet/ (or as the pretraining configs say), VOCdevkit/, coco/
 work_dir = 'work_dirs/pipeline/moco_vs_mix_r50_in1k'
 results_dir = 'results/moco_vs_mix_r50_in1k'
-seed = 0
+seeds = [0]  # transfer runs: one per seed, each with its own run key and record
 
 random_init = True
 pretrain = [

@@ -1,13 +1,4 @@
-# Table 5, CMC +Global +Region-level (80.0%): global n=4 p=0.1, then region n=5 p=0.1 decay 0.2.
-# Mixtures as the authors' released code ran them (semantics='authors', the code behind the paper's numbers):
-# each of the n - 1 steps taken on its own with probability p, the sample as the base; the region decay
-# fades the context, not the pasted box as printed eq. 4 would (semantics='paper_eq').
-_base_ = "./cmc_r50half_800e_in100.py"
+# Table 5, CMC +Global +Region-level (80.0%): the paper's CMC global, then region mixture (_base_/mixtures.py).
+_base_ = ["./cmc_r50half_800e_in100.py", "./_base_/mixtures.py"]
 
-model = dict(
-    data_preprocessor=dict(
-        global_mix=dict(n=4, p=0.1, semantics="authors"),
-        region_mix=dict(n=5, p=0.1, lambda_decay=0.2, semantics="authors"),
-        views="both",
-    )
-)
+model = dict(data_preprocessor=dict(global_mix=_base_.cmc_global_mix, region_mix=_base_.cmc_region_mix))

@@ -3,6 +3,5 @@
 _base_ = ["./_base_/models/cmc.py", "./_base_/synthetic_cpu.py"]
 
 data_root = "data/demo/imagenet/"
-model = dict(K=1024, T=0.07)
-train_dataloader = dict(batch_size=32, num_workers=2, dataset=dict(root=data_root + "train", size=64))
-optim_wrapper = dict(optimizer=dict(lr=0.03))
+model = dict(K=1024)
+train_dataloader = dict(num_workers=2, dataset=dict(root=data_root + "train", size=64))

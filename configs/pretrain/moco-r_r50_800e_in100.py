@@ -1,7 +1,4 @@
-# Table 5, MoCo +Region-level (79.5%): eqs. 4-5 with n=5 images (Table 2), lambda_decay=0.2 (Table 3), p=0.5.
-# Mixtures as the authors' released code ran them (semantics='authors', the code behind the paper's numbers):
-# each of the n - 1 steps taken on its own with probability p, the sample as the base; the region decay
-# fades the context, not the pasted box as printed eq. 4 would (semantics='paper_eq').
-_base_ = "./moco_r50_800e_in100.py"
+# Table 5, MoCo +Region-level (79.5%): the paper's MoCo region mixture, eqs. 4-5 (_base_/mixtures.py).
+_base_ = ["./moco_r50_800e_in100.py", "./_base_/mixtures.py"]
 
-model = dict(data_preprocessor=dict(region_mix=dict(n=5, p=0.5, lambda_decay=0.2, semantics="authors"), views="both"))
+model = dict(data_preprocessor=dict(region_mix=_base_.moco_region_mix))

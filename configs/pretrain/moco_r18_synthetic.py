@@ -4,6 +4,6 @@
 _base_ = ["./_base_/models/moco_v2.py", "./_base_/synthetic_cpu.py"]
 
 data_root = "data/demo/imagenet/"
-model = dict(arch="resnet18", K=1024, m=0.99, T=0.2)
-train_dataloader = dict(batch_size=32, num_workers=2, dataset=dict(root=data_root + "train", size=64))
+model = dict(arch="resnet18", K=1024, m=0.99)
+train_dataloader = dict(num_workers=2, dataset=dict(root=data_root + "train", size=64))
 optim_wrapper = dict(optimizer=dict(lr=0.06))

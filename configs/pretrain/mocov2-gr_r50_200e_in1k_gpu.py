@@ -1,5 +1,4 @@
-# MoCo v2 + G + R on ImageNet-1K for GPUs, with the fast data path (issue 13): moco-gr_r50_200e_in1k (batch
-# 8 x 32 = 256, lr 0.03, 200 epochs, K=65536, m=0.999, G n=4 + R n=5 decay 0.2, p=0.5) plus
+# MoCo v2 + G + R on ImageNet-1K for GPUs, with the fast data path: moco-gr_r50_200e_in1k (Table 6) plus
 # - MoCo v2 (Chen et al. 2020): MLP head, T=0.2, blur in the augmentation, cosine lr;
 # - device views: workers only read the JPEG files, nvjpeg decodes and the views are made on the GPU in batch
 #   (the three keys: dataset worker_stage/aug, collate_fn, data_preprocessor.device_views);

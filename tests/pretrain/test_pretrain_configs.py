@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,7 @@ PAPER = {
     "moco-r_r50_800e_in100": ("MoCo", 800, 128, 0.03, 16384, 0.99, 0.07, None, R_MOCO),
     "moco-gr_r50_800e_in100": ("MoCo", 800, 128, 0.03, 16384, 0.99, 0.07, G_MOCO, R_MOCO),
     "moco-g_r50_400e_in100_table1": ("MoCo", 400, 128, 0.03, 16384, 0.99, 0.07, G_MOCO, None),
-    "moco-r_r50_400e_in100_table2": ("MoCo", 400, 128, 0.03, 16384, 0.99, 0.07, None, R_MOCO),
-    "moco-r_r50_400e_in100_table3": ("MoCo", 400, 128, 0.03, 16384, 0.99, 0.07, None, R_MOCO),
+    "moco-r_r50_400e_in100_table2-3": ("MoCo", 400, 128, 0.03, 16384, 0.99, 0.07, None, R_MOCO),
     "cmc_r50half_240e_in100": ("CMC", 240, 128, 0.03, 4096, None, 0.07, None, None),
     "cmc_r50half_800e_in100": ("CMC", 800, 128, 0.03, 16384, None, 0.07, None, None),
     "cmc-g_r50half_800e_in100": ("CMC", 800, 128, 0.03, 16384, None, 0.07, G_CMC, None),
@@ -37,12 +37,21 @@ PAPER = {
     "moco_r50_200e_in1k": ("MoCo", 200, 256, 0.03, 65536, 0.999, 0.07, None, None),
     "moco-gr_r50_200e_in1k": ("MoCo", 200, 256, 0.03, 65536, 0.999, 0.07, G_MOCO, R_MOCO),
 }
-# Tables 1-4 vary one key each (one run per value, set with --cfg-options, as each header says)
-ABLATED_KEYS = {
-    "moco-g_r50_400e_in100_table1": "model.data_preprocessor.global_mix.n",
-    "moco-r_r50_400e_in100_table2": "model.data_preprocessor.region_mix.n",
-    "moco-r_r50_400e_in100_table3": "model.data_preprocessor.region_mix.lambda_decay",
-    "cmc-gr_r50half_800e_in100_table4": "model.data_preprocessor.global_mix.p",
+# Tables 1-4 vary one key each, one run per row set with --cfg-options (as each header says): a row's option and
+# what the mixtures built from the merged config must then do ({kind: MixPlan} of one batch).
+PRE = "model.data_preprocessor."
+SWEEPS = {
+    "moco-g_r50_400e_in100_table1": [([PRE + "global_mix.n=6"], lambda plans: plans["global"].perms.shape[0] == 5)],
+    "moco-r_r50_400e_in100_table2-3": [
+        ([PRE + "region_mix.n=3"], lambda plans: plans["region"].perms.shape[0] == 2),
+        ([PRE + "region_mix.lambda_decay=1.0"], lambda plans: plans["region"].lambda_decay == 1.0),
+    ],
+    "cmc-gr_r50half_800e_in100_table4": [
+        ([PRE + "global_mix.p=1.0"], lambda plans: set(plans) == {"global", "region"} and plans["global"].steps.all()),
+        ([PRE + "global_mix.p=0.0"], lambda plans: not plans["global"].mixed.any()),
+        ([PRE + "region_mix=None", PRE + "global_mix.p=1.0"],
+         lambda plans: set(plans) == {"global"} and plans["global"].steps.all()),
+    ],
 }
 SYNTHETIC = [
     "moco_r18_synthetic",
@@ -51,8 +60,7 @@ SYNTHETIC = [
     "cmc-mix_r50half_synthetic",
 ]
 
-
-# issue 13: the device view pipeline (workers decode or read; views made by the data preprocessor)
+# The device view pipeline (workers decode or read; views made by the data preprocessor)
 DEVICE_VIEWS = {
     # name: (worker_stage, view size, amp dtype or None, channels_last)
     "moco-mix_r18_synthetic_device-views": ("decode", 64, None, False),
@@ -115,17 +123,29 @@ def test_paper_numbers(name):
         assert cfg.model.data_preprocessor.color_space == "ycbcr"
     pre = cfg.model.data_preprocessor
     assert pre.get("global_mix") == g and pre.get("region_mix") == r
-    if g or r:  # the header says which semantics the config runs
-        assert "semantics='authors'" in (CONFIG_DIR / f"{name}.py").read_text()
     assert pre.get("views", "both") == "both"  # the authors' code mixes query and key alike
     milestones = cfg.param_scheduler[0].milestones
     assert all(0 < ms < epochs for ms in milestones)
-    if name in ABLATED_KEYS:  # the header says which key a table varies, and that key exists here
-        key = ABLATED_KEYS[name]
-        assert f"{key}=" in (CONFIG_DIR / f"{name}.py").read_text()
-        value = cfg.to_dict()
-        for part in key.split("."):
-            value = value[part]
+
+
+def _plans(cfg: Config, options: list[str]) -> dict:
+    """The mixture plans of one batch, from the preprocessor built after `--cfg-options OPTIONS` (mmengine's parser)."""
+    from mmengine.config import DictAction
+
+    from mixbench.pretrain.preprocessor import MixPreprocessor
+
+    ns = argparse.Namespace()
+    DictAction(option_strings=["--cfg-options"], dest="cfg_options", nargs="+")(argparse.ArgumentParser(), ns, options)
+    cfg.merge_from_dict(ns.cfg_options)
+    kwargs = {k: v for k, v in cfg.model.data_preprocessor.to_dict().items() if k != "type"}
+    return {plan.kind: plan for plan in MixPreprocessor(**kwargs).draw_plans(64, 32, 32)}
+
+
+@pytest.mark.parametrize("name", sorted(SWEEPS))
+def test_table_rows_are_one_option_away(name):
+    for options, holds in SWEEPS[name]:
+        cfg = Config.fromfile(str(CONFIG_DIR / f"{name}.py"))
+        assert holds(_plans(cfg, options)), options
 
 
 @pytest.mark.parametrize("name", SYNTHETIC)

@@ -1,6 +1,6 @@
-"""Issue 12 finding 2: `--cfg-options train_cfg.max_epochs=8` on the synthetic presets left the cosine schedule's
-T_max and the kNN interval at 5 (lr flat after epoch 5). Checked by training a toy model with the preset's own
-resolved schedule through mmengine's Runner and comparing the lr of every epoch with the cosine formula."""
+"""`--cfg-options train_cfg.max_epochs=8` on the synthetic presets moves the whole cosine schedule and the kNN
+monitor to epoch 8. Checked by training a toy model with the preset's own resolved schedule through mmengine's
+Runner and comparing the lr of every epoch with the cosine formula."""
 
 from __future__ import annotations
 

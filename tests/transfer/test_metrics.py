@@ -1,4 +1,4 @@
-"""Recall as in Table 7 against a hand computation on a handful of boxes; AP50 stays mmdet's own."""
+"""Recall (Table 7), AP50 and AP@[.5:.95] of VOCRecallMetric against hand computations on a handful of boxes."""
 
 from __future__ import annotations
 
@@ -65,26 +65,27 @@ def test_recall_matches_hand_computation():
     assert metrics["recall"] == pytest.approx(HAND_RECALL)
 
 
+# Hand computation of AP50 on results(): 'a' ranks TP, FP, FP over 2 boxes (recall 1/2 at precision 1), 'b' its TP
+# (the detection on the difficult box is neither TP nor FP), 'd' one FP; 'c' has no ground truth (not in the mean).
+# 11 points: 'a' reaches precision 1 at recall >= 0, 0.1, ..., 0.5 (6 of 11 points); area: 'a' 1/2 x 1.
+HAND_AP50 = {"11points": (6 / 11 + 1.0 + 0.0) / 3, "area": (0.5 + 1.0 + 0.0) / 3}
+
+
 @pytest.mark.parametrize("eval_mode", ["11points", "area"])
-def test_ap50_is_mmdet_vocmetric(eval_mode):
-    from mmdet.evaluation.metrics import VOCMetric
-
-    ref = VOCMetric(eval_mode=eval_mode)
-    ref.dataset_meta = {"classes": CLASSES}
-    ours = _metric(eval_mode=eval_mode).compute_metrics(results())
-    theirs = ref.compute_metrics(results())
-    assert ours["AP50"] == theirs["AP50"] and ours["mAP"] == theirs["mAP"]
-    assert 0.0 < ours["AP50"] < 1.0
+def test_ap50_matches_hand_computation(eval_mode):
+    metrics = _metric(eval_mode=eval_mode).compute_metrics(results())
+    assert metrics["mAP"] == pytest.approx(HAND_AP50[eval_mode])
+    assert metrics["AP50"] == pytest.approx(HAND_AP50[eval_mode], abs=5e-4)  # mmdet rounds AP50 to 3 decimals
 
 
-def test_optional_ap_5095_is_mean_over_ious():
-    from mmdet.evaluation.functional import eval_map
-
-    gts, preds = zip(*results())
-    ref = np.mean([eval_map(list(preds), list(gts), iou_thr=t, logger="silent", use_legacy_coordinate=True,
-                            eval_mode="11points")[0]
-                   for t in np.arange(0.5, 0.951, 0.05)])
-    assert _metric(ap_5095=True).compute_metrics(results())["AP"] == pytest.approx(ref)
+def test_optional_ap_5095_matches_hand_computation():
+    # One image: 'a' found exactly (AP 1 at every IoU threshold); 'b' found at IoU 30 x 23 / 30 x 30 = 0.767, a true
+    # positive at the thresholds 0.50 ... 0.75 (6 of 10) and a miss above. AP@[.5:.95] = (10 x 1 + 6 x 1) / 20.
+    gt = _ann([[0, 0, 29, 29], [40, 40, 69, 69]], [0, 1])
+    dets = _dets({0: [[0, 0, 29, 29, 0.9]], 1: [[40, 40, 69, 62, 0.9]]})
+    metrics = _metric(ap_5095=True).compute_metrics([(gt, dets)])
+    assert metrics["AP"] == pytest.approx(0.8)
+    assert metrics["AP50"] == pytest.approx(1.0)
     assert "AP" not in _metric().compute_metrics(results())
 
 

@@ -4,20 +4,17 @@ On a GPU without mmcv CUDA ops, ``mixbench.transfer.ops_backend`` sends CUDA ten
 RoIAlign/roi_align and sigmoid_focal_loss to torchvision. Here the same routing is forced on CPU tensors and
 compared with mmcv's compiled CPU kernels (and, for the focal loss, which mmcv has no CPU kernel for, with mmdet's
 Python focal loss, the implementation mmdet runs on CPU). Exactness: nms/batched_nms keep the same indices;
-RoIAlign outputs and input gradients agree to 1e-6 (measured bit for bit, DESIGN.md); focal loss to 1e-6.
+RoIAlign outputs and input gradients agree to 1e-6 (bit for bit where measured); focal loss to 1e-6.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
+from mmcv.ops import RoIAlign, batched_nms, nms, roi_align, sigmoid_focal_loss
 
-pytest.importorskip("mmcv.ops")
-
-from mmcv.ops import RoIAlign, batched_nms, nms, roi_align, sigmoid_focal_loss  # noqa: E402
-
-from mixbench.transfer import ops_backend  # noqa: E402
-from mixbench.transfer.ops_backend import OpsBackendError, force_torchvision  # noqa: E402
+from mixbench.transfer import ops_backend
+from mixbench.transfer.ops_backend import OpsBackendError, force_torchvision
 
 
 def _boxes(n: int, seed: int, size: float = 60.0) -> tuple[torch.Tensor, torch.Tensor]:

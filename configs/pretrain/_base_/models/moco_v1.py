@@ -1,5 +1,5 @@
 # MoCo v1 (He et al. 2019), model and data only: ResNet-50, linear head, K=65536, m=0.999, T=0.07, v1
-# augmentation. Runtime and schedule come from the sibling bases (see ../moco_v1.py for the full recipe).
+# augmentation. configs/pretrain/moco_r50_200e_in1k.py adds the runtime and schedule bases: the full recipe.
 data_root = "data/imagenet/"  # ImageNet folder with train/<wnid>/*.JPEG; override per config or --cfg-options
 model = dict(
     type="MoCo",

@@ -1,40 +1,24 @@
 # What shrinks a paper detection protocol to the CPU demo (`mixbench pipeline`, synthetic data, 2 CPU cores).
 # Every demo leaf config inherits its paper config AND this file, and takes from here, by reference
 # (`_base_.demo_*`), exactly these deltas. Names are prefixed `demo_` because mmengine refuses a key defined in two
-# bases; they are plain variables that no mmdet component reads.
+# bases; they are plain variables that no mmdet component reads. Each delta and why:
 #
-#   backbone      ResNet-18 (paper: ResNet-50); FPN in_channels = ResNet-18 stage widths
-#   widths        FPN and every head 128 channels wide, RoI box FCs 512, 2 mask-head convs (paper: 256, 1024, 4).
-#                 The new layers, not the backbone, dominate a CPU step at this scale; halving them halves a run
-#                 (measured on 2 idle cores, 4 mask convs: Mask R-CNN 260 -> 101 s, Faster R-CNN 153 -> 73 s,
-#                 RetinaNet 0.84 -> 0.42 s/iteration). It costs absolute AP (VOC MoCo AP50 66.9 -> 34.5) but keeps
-#                 the backbone comparison (VOC random init 30.6 -> 7.4; MoCo 46.6 with another seed)
-#   scale         192x144, keep ratio (paper: VOC 1000x600, COCO 1333x800); the demo images are ~256x192
-#   schedule      1 epoch (paper: 12), constant lr after a 50-iteration linear warm-up, no lr step
-#   lr, batch     lr 0.01 at batch 2 on one process (paper: 0.01 VOC / 0.02 COCO at batch 16)
-#   clipping      max_norm 35 (mmdet's usual): at this per-image lr a pretrained backbone with frozen BN otherwise
-#                 diverges to NaN within the epoch (measured: MoCo R18, VOC demo, iteration ~50)
-#   RoIs          proposals and sampled RoIs scaled down with the image area (192x144 is 1/22 of 1000x600): the RoI
-#                 heads' FC over mmdet's 512 sampled / 1000 test RoIs per image would dominate a CPU step: 300
-#                 proposals, 128 sampled RoIs (measured on 2 idle cores: 100 / 64 cut a Mask R-CNN run from
-#                 244-276 s to 164-180 s but cost most of the signal, VOC MoCo AP50 to 42.6, Mask R-CNN MoCo box AP
-#                 to 3.4, below random init)
-#   loaders       no worker processes (2 shared cores), boxes >= 8 px kept (the synthetic objects are 12-80 px
-#                 at this scale; the bases drop boxes < 32 px at full scale)
-#   RetinaNet     GroupNorm in the two 4-conv towers of the head (as FCOS/ATSS do; detectron2's RETINANET.NORM), 3
-#                 epochs with the lr x0.1 after the second, lr 0.005 (half the demo's two-stage lr, as mmdet's
-#                 RetinaNet 1x runs half its Faster R-CNN lr), and a 6-way classifier over the 6 categories the
-#                 synthetic COCO holds. The paper's unnormalised towers, initialised at std 0.01, barely leave the
-#                 0.01 focal-loss prior in a CPU budget (measured, MoCo R18: loss_cls 1.13 -> 1.09 over 320
-#                 iterations, AP50 0.1-5); with GN it falls to ~0.56 in 160, and the step settles the constant-lr
-#                 noise (loss_cls rose again in a 5-epoch constant-lr run). The 3x3 output conv over 80 classes is a
-#                 fifth of the step (0.46 -> 0.37 s/iteration with 6); the COCO metric averages over the categories
-#                 with ground truth either way, and all 100 kept detections per image go to real categories. The neck
-#                 stays BN-free. Measured (2 idle cores, AP50 MoCo / random init, seed 0): 80 classes, lr 0.01,
-#                 2 epochs 10.5 / 10.0; 3 epochs with the step 14.6 / 12.7; 6 classes: lr 0.01 19.9 / 12.4 (seed 1:
-#                 11.1 / 11.8), lr 0.005 32.4 / 17.6 (seed 1: 10.9 / 10.9), ~97 s a run. Seeds move it a lot.
-#   validation    none during the short schedules: the runner's own test pass (the run record) is the evaluation
-#   logging       every 20 iterations; one checkpoint kept
+#   backbone     ResNet-18 (paper: ResNet-50), FPN in_channels its stage widths: a CPU step at this scale.
+#   widths       FPN and heads 128 wide, RoI box FCs 512, 2 mask convs (paper: 256, 1024, 4): the new layers, not
+#                the backbone, dominate a CPU step; narrower costs absolute AP but keeps the backbone comparison.
+#   scale        192x144, keep ratio (paper: VOC 1000x600, COCO 1333x800): the demo images are ~256x192.
+#   schedule     1 epoch (paper: 12), constant lr after a 50-iteration linear warm-up: a CPU budget.
+#   lr, batch    lr 0.01 at batch 2 on one process (paper: 0.01 VOC / 0.02 COCO at batch 16).
+#   clipping     max_norm 35 (mmdet's usual): at this per-image lr a pretrained frozen-BN backbone diverges without.
+#   RoIs         300 proposals, 128 sampled RoIs (mmdet: 1000 / 512), scaled down with the image area; fewer lose
+#                the signal.
+#   loaders      no worker processes (2 shared cores); boxes >= 8 px kept (the synthetic objects are 12-80 px here).
+#   RetinaNet    GroupNorm in the head's two towers (as FCOS/ATSS): unnormalised towers barely leave the focal-loss
+#                prior in a CPU budget. 3 epochs, lr x0.1 after the second: the step settles constant-lr noise.
+#                lr 0.005: half the two-stage lr, as mmdet's RetinaNet 1x. A 6-way classifier over the categories
+#                the synthetic COCO holds: the 80-way output conv would be a fifth of the step.
+#   validation   none during the short schedules: the runner's own test pass (the run record) is the evaluation.
+#   logging      every 20 iterations; one checkpoint kept.
 demo_img_scale = (192, 144)
 demo_max_epochs = 1
 demo_width = 128
