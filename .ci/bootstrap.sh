@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Set up mixbench on a fresh machine: a virtual environment with the pinned stack (constraints.txt) and mmcv 2.1.0
-# with its compiled ops. Idempotent: a second run checks each step and skips what is already there.
+# Set up mixbench on a fresh machine: a virtual environment with the pinned stack (mixbench/constraints.txt) and mmcv,
+# at the version pinned there, with its compiled ops. Idempotent: a second run checks each step and skips what is
+# already there.
 #
-# Why mmcv is built here: PyPI has mmcv 2.1.0 (the newest mmdet 3.3.0 accepts) as source only, and its setup.py
-# passes -std=c++17 while the torch 2.14 headers need C++20. We patch that one flag, build the wheel once per machine
-# and cache it outside the clone (MIXBENCH_CACHE, default ~/.cache/mixbench), keyed by mmcv/torch/CUDA/Python/arch.
+# Why mmcv is built here: PyPI has the pinned mmcv (the newest the pinned mmdet accepts) as source only, and its
+# setup.py passes -std=c++17 while the torch 2.14 headers need C++20. We patch that one flag, build the wheel once per
+# machine and cache it outside the clone (MIXBENCH_CACHE, default ~/.cache/mixbench), keyed by mmcv/torch/CUDA/Python/arch.
 #
 # mmcv's ops are built for CPU only by default, on every machine, GPU or not: it is fast, needs no CUDA compiler, and on
 # a GPU mixbench runs mmcv's nms/RoIAlign/focal loss on CUDA tensors with torchvision's CUDA kernels
@@ -22,8 +23,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-python3}
 VENV=${MIXBENCH_VENV:-$ROOT/.venv}
 CACHE=${MIXBENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mixbench}
-MMCV_VERSION=2.1.0
 say() { printf '[setup] %s\n' "$*"; }
+CONSTRAINTS=$ROOT/mixbench/constraints.txt  # the pinned stack, the one place its versions are written
+MMCV_VERSION=$(sed -n 's/^mmcv==\([^[:space:]#]*\).*/\1/p' "$CONSTRAINTS")
+[ -n "$MMCV_VERSION" ] || { say "$CONSTRAINTS has no line mmcv==VERSION"; exit 1; }
 
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
   || { say "mixbench needs Python >= 3.11; $PYTHON is $("$PYTHON" --version 2>&1). Set PYTHON=/path/to/python3.11"; exit 1; }
@@ -35,14 +38,14 @@ fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check -q)
 
-stamp_of() { cat "$ROOT/constraints.txt" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16; }
+stamp_of() { cat "$CONSTRAINTS" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16; }
 STAMP="$VENV/.mixbench-stamp"
 
 # 1. Build tools and the pinned torch/torchvision (mmcv is compiled against exactly this torch).
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$(stamp_of)" ]; then
   say "installing torch/torchvision and build tools pinned in constraints.txt (a few minutes the first time)"
   "${PIP[@]}" install --upgrade pip
-  "${PIP[@]}" install -c "$ROOT/constraints.txt" torch torchvision numpy setuptools wheel ninja
+  "${PIP[@]}" install -c "$CONSTRAINTS" torch torchvision numpy setuptools wheel ninja
 fi
 
 # 2. mmcv with compiled ops, from the cache or built once.
@@ -111,7 +114,7 @@ fi
 # 3. mixbench itself (editable) with the rest of the pinned stack.
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$(stamp_of)" ]; then
   say "installing mixbench and the pinned stack (mmengine, mmdet, pycocotools, tabulate, ...)"
-  "${PIP[@]}" install -c "$ROOT/constraints.txt" -e "$ROOT[dev]"
+  "${PIP[@]}" install -c "$CONSTRAINTS" -e "$ROOT[dev]"
   stamp_of > "$STAMP"
 fi
 say "ready: $VENV ($("$PY" -c 'import torch, mmcv, mmdet; print(f"torch {torch.__version__}, mmcv {mmcv.__version__}, mmdet {mmdet.__version__}")'))"

@@ -11,4 +11,4 @@ Layers (each imports only the ones below it; ``tests/test_layout.py`` checks thi
   evaluation of checkpoint files (``evaluate``) and the end-to-end ``pipeline``.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.2.0"  # the one place it is written: pyproject.toml reads it (dynamic version)

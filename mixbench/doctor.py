@@ -11,13 +11,40 @@ from __future__ import annotations
 import importlib
 import platform
 from collections.abc import Callable
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+from pathlib import Path
 
 FIX = (
-    "Fix: run `make setup` (or `bash .ci/bootstrap.sh`) from the mixbench clone; it builds mmcv 2.1.0 with its "
-    "compiled ops for this torch and caches the wheel. Remove a wrong mmcv first: `.venv/bin/pip uninstall -y mmcv "
-    "mmcv-lite mmcv-full`."
+    "Fix: run `make setup` (or `bash .ci/bootstrap.sh`) from the mixbench clone; it builds the mmcv that "
+    "mixbench/constraints.txt pins, with its compiled ops for this torch, and caches the wheel. Remove a wrong mmcv "
+    "first: `.venv/bin/pip uninstall -y mmcv mmcv-lite mmcv-full`."
 )
-REQUIRED = {"mmcv": "2.1.0", "mmdet": "3.3.0", "mmengine": "0.10.7"}
+STACK = ("mmcv", "mmdet", "mmengine")  # checked against the tested versions
+CONSTRAINTS = files("mixbench") / "constraints.txt"  # the pinned stack, shipped with the package
+
+
+def read_pins(path: Path | Traversable = CONSTRAINTS) -> dict[str, str]:
+    """The ``name==version`` lines of a pip constraints file: {canonical name: version}."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        req = Requirement(line)
+        specs = list(req.specifier)
+        if len(specs) == 1 and specs[0].operator == "==":
+            pins[canonicalize_name(req.name)] = specs[0].version
+    return pins
+
+
+def required_versions(constraints: Path | Traversable = CONSTRAINTS) -> dict[str, str]:
+    """Version specifiers :data:`STACK` must meet: ``==pin`` for each, from ``constraints``."""
+    pins = read_pins(constraints)
+    return {name: f"=={pins[name]}" for name in STACK}
 
 
 def _version(name: str) -> str | None:
@@ -61,19 +88,26 @@ def _check_ops(device: str, focal: bool = False) -> None:
         raise RuntimeError(f"mmcv.ops.sigmoid_focal_loss on {device} disagrees with torchvision's")
 
 
-def run_doctor(print_fn: Callable[[str], None] = print) -> int:
-    """Print the stack report; return 0 if usable, 1 otherwise (with a fix-it message)."""
+def run_doctor(print_fn: Callable[[str], None] = print, required: dict[str, str] | None = None) -> int:
+    """Print the stack report; return 0 if usable, 1 otherwise (with a fix-it message).
+
+    ``required``: version specifiers per package of :data:`STACK` (default :func:`required_versions`).
+    """
     import torch
+    from packaging.specifiers import SpecifierSet
+
+    from mixbench import __version__
 
     problems: list[str] = []
+    print_fn(f"mixbench     {__version__}")
     print_fn(f"python       {platform.python_version()} ({platform.machine()})")
     print_fn(f"torch        {torch.__version__} (CUDA build: {torch.version.cuda or 'no'}, "
              f"GPU visible: {torch.cuda.is_available()})")
     print_fn(f"torchvision  {_version('torchvision')}")
-    for name, want in REQUIRED.items():
+    for name, want in (required or required_versions()).items():
         got = _version(name)
         print_fn(f"{name:<12} {got}  (need {want})")
-        if got != want:
+        if got is None or not SpecifierSet(want).contains(got, prereleases=True):
             problems.append(f"{name} {want} is required, found {got or 'none (import failed)'}")
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The device check (issue 9): set up mixbench on a bare one-GPU machine from carried wheels, then measure.
+"""The device check: set up mixbench on a bare one-GPU machine from carried wheels, then measure.
 
     python tools/gpu_check.py --prepare              # here, with the package index: fill .gpu_carry/ (~7 MiB)
     bash tools/gpu_check.sh --dry-run                # anywhere: plan every step, check the set-up, no CUDA
@@ -7,12 +7,13 @@
 
 The lent machines have no network, Python 3.12 with their own torch (2.11, CUDA 13.0), torchvision 0.26 and nvcc,
 and no mmcv/mmengine/mmdet/pycocotools. So the check runs on the image's torch and brings, in ``.gpu_carry/``
-(ignored by git, named in the device tool's ``carry``), cp312 wheels of what the image lacks and mmcv 2.1.0's
-source. Set-up (stdlib only, before anything of mixbench is imported):
+(ignored by git, named in the device tool's ``carry``), cp312 wheels of what the image lacks and mmcv's
+source, at the versions mixbench/constraints.txt pins. Set-up (``tools/gpu_setup.py``; stdlib only, before anything
+of mixbench is imported):
 
 1. ``pip install --no-index --no-deps --target SITE .gpu_carry/wheels/*.whl`` (setuptools < 82 among them:
    mmengine's ``mmdet::`` configs and mmcv's setup.py import ``pkg_resources``);
-2. build mmcv 2.1.0 with its CPU ops from the carried source (C++20 patch as in .ci/bootstrap.sh), 16 jobs, the GPU
+2. build mmcv with its CPU ops from the carried source (C++20 patch as in .ci/bootstrap.sh), 16 jobs, the GPU
    hidden from its setup.py (which would otherwise compile CUDA kernels); CUDA tensors of its ops then go to
    torchvision (``mixbench.transfer.ops_backend``), which is part of what this check measures;
 3. ``pip install --no-deps --no-build-isolation --target SITE .`` (mixbench itself);
@@ -25,10 +26,11 @@ then this script re-runs itself with ``PYTHONPATH=SITE`` for the measurements, w
   2 images per GPU, synthetic data in the VOC/COCO layouts, 30 iterations each in fp32 and with ``--amp``: s/iter
   (median after 5 warm-up iterations; model step alone and with data loading), peak memory, and whether the loss
   fell (mean of the last 5 iterations below the first 5); the AMP speed-up per detector;
-* ``pretrain_bench``: ``mixbench.pretrain.bench.run_bench`` with MoCo v2 R50 at 224 px, batch 256 (halved until it
-  fits), AMP and channels_last: img/s of plain, G, R, G+R and the bare-network limit, the mixing overhead in % of a
-  step and the plain/bare ratio.
+* ``pretrain_bench``: ``mixbench.pretrain.bench_mixing.run_bench`` with MoCo v2 R50 at 224 px, batch 256 (halved
+  until it fits), AMP and channels_last: img/s of plain, G, R, G+R and the bare-network limit, the mixing overhead
+  in % of a step and the plain/bare ratio.
 """
+
 
 from __future__ import annotations
 
@@ -36,26 +38,15 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CARRY = ROOT / ".gpu_carry"
-CARRY_LIMIT_MIB = 64  # the device tool's limit for the whole travelling tree, carried folders included
-DEVICE_PYTHON = (3, 12)
-# what the lent image lacks (KINDS.md), at the versions constraints.txt pins; all pure Python or cp312 wheels
-WHEELS = {"mmengine": "0.10.7", "mmdet": "3.3.0", "pycocotools": "2.0.11", "shapely": "2.2.0",
-          "terminaltables": "3.1.10", "addict": "2.4.0", "yapf": "0.43.0", "platformdirs": "4.14.8",
-          "termcolor": "3.3.0", "setuptools": "81.0.0"}
-MMCV_SDIST = "mmcv-2.1.0.tar.gz"
-PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
-             "manylinux2014_x86_64", "manylinux1_x86_64"]
+from gpu_setup import CARRY, DEVICE_PYTHON, ROOT, check_setup, check_versions, prepare, run_setup, setup_commands
+
 DETECTORS = [  # (name, config, images per GPU); the configs' own scales are the paper's
     ("faster-rcnn", "configs/transfer/voc0712/faster-rcnn_r50_fpn_finetune-bn_1x_voc0712.py", 2),
     ("retinanet", "configs/transfer/coco/retinanet_r50_fpn_finetune-bn_1x_coco.py", 2),
@@ -63,144 +54,6 @@ DETECTORS = [  # (name, config, images per GPU); the configs' own scales are the
 ]
 ITERS, WARMUP_ITERS = 30, 5
 BENCH = dict(arch="resnet50", img_size=224, batch_size=256, steps=5, warmup=3, rounds=3, K=16384)
-
-
-# ----------------------------------------------------------------------------------------------- set-up (stdlib)
-def _wheel_tags(name: str) -> tuple[str, str, str, str]:
-    """``pkg-1.0-cp312-cp312-manylinux_x.whl`` -> (distribution, version, python tag, abi tag)."""
-    parts = name[: -len(".whl")].split("-")
-    return parts[0].lower().replace("_", "-"), parts[1], parts[-3], parts[-2]
-
-
-def _fits_python(py_tag: str, abi_tag: str, py: tuple[int, int]) -> bool:
-    tags = py_tag.split(".")
-    want = f"cp{py[0]}{py[1]}"
-    if abi_tag == "abi3":  # stable ABI: any CPython at or above the tag
-        return any(t.startswith("cp") and int(t[3:] or 0) <= py[1] for t in tags)
-    return want in tags or any(t in ("py3", f"py{py[0]}{py[1]}") for t in tags)
-
-
-def check_setup(carry: Path, device_python: tuple[int, int] = DEVICE_PYTHON) -> dict:
-    """Is the carried folder complete for the device's Python? Returns facts and a list of problems (no CUDA)."""
-    problems: list[str] = []
-    wheels_dir = carry / "wheels"
-    found = {}
-    for w in sorted(wheels_dir.glob("*.whl")) if wheels_dir.is_dir() else []:
-        dist, version, py_tag, abi_tag = _wheel_tags(w.name)
-        if dist in found:
-            problems.append(f"{wheels_dir}: two wheels of {dist} ({found[dist]['file']}, {w.name}); keep one")
-        found[dist] = {"file": w.name, "version": version, "fits_python": _fits_python(py_tag, abi_tag, device_python)}
-    for dist, version in WHEELS.items():
-        have = found.get(dist)
-        if have is None:
-            problems.append(f"{wheels_dir}: no wheel of {dist}=={version} (run `python tools/gpu_check.py --prepare`)")
-        elif have["version"] != version:
-            problems.append(f"{wheels_dir}/{have['file']}: {dist} {have['version']}, want {version}")
-        elif not have["fits_python"]:
-            py = ".".join(map(str, device_python))
-            problems.append(f"{wheels_dir}/{have['file']}: not installable on Python {py} (download it with "
-                            f"--python-version {py})")
-    sdist = carry / MMCV_SDIST
-    if not sdist.is_file():
-        problems.append(f"{sdist}: mmcv's source is missing (run `python tools/gpu_check.py --prepare`)")
-    else:
-        try:
-            with tarfile.open(sdist) as tar:
-                if "mmcv-2.1.0/setup.py" not in tar.getnames():
-                    problems.append(f"{sdist}: no mmcv-2.1.0/setup.py inside; not mmcv 2.1.0's source")
-        except (tarfile.TarError, OSError) as err:
-            problems.append(f"{sdist}: unreadable ({err})")
-    size = sum(f.stat().st_size for f in carry.rglob("*") if f.is_file()) if carry.is_dir() else 0
-    if size > CARRY_LIMIT_MIB * 2**20 * 0.75:  # the rest of the tree travels too
-        problems.append(f"{carry}: {size / 2**20:.1f} MiB, too close to the device tool's {CARRY_LIMIT_MIB} MiB")
-    return {"carry": str(carry), "carry_mib": round(size / 2**20, 2), "wheels": found, "mmcv_sdist": sdist.is_file(),
-            "device_python": ".".join(map(str, device_python)), "problems": problems}
-
-
-def check_versions() -> dict:
-    """Python and torch/torchvision of the interpreter running this, against pyproject.toml's supported ranges."""
-    import tomllib
-    from importlib.metadata import PackageNotFoundError, version
-
-    from packaging.requirements import Requirement
-
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    facts: dict = {"python": platform.python_version(), "requires_python": project["requires-python"],
-                   "problems": []}
-    ranges = {r.name: r.specifier for r in map(Requirement, project["dependencies"])}
-    if not Requirement(f"python{project['requires-python']}").specifier.contains(facts["python"]):
-        facts["problems"].append(f"Python {facts['python']} is outside mixbench's {project['requires-python']}")
-    for name in ("torch", "torchvision"):
-        try:
-            have = version(name).split("+")[0]
-        except PackageNotFoundError:
-            facts["problems"].append(f"{name} is not installed")
-            continue
-        facts[name] = {"installed": have, "supported": str(ranges[name])}
-        if not ranges[name].contains(have):
-            facts["problems"].append(f"{name} {have} is outside mixbench's supported {ranges[name]} (pyproject.toml)")
-    return facts
-
-
-def setup_commands(carry: Path, site: Path, build: Path, jobs: int) -> list[dict]:
-    """The exact set-up commands, in order (the dry run prints them; the real run executes them)."""
-    py = sys.executable
-    pip = [py, "-m", "pip", "--disable-pip-version-check", "-q"]
-    src = build / "mmcv-2.1.0"
-    hide_gpu = {"CUDA_VISIBLE_DEVICES": "", "MMCV_WITH_OPS": "1", "FORCE_CUDA": "0", "MAX_JOBS": str(jobs)}
-    return [
-        {"what": "install the carried wheels (no index, no dependencies resolved)",
-         "cmd": [*pip, "install", "--no-index", "--no-deps", "--no-compile", "--upgrade", "--target", str(site),
-                 *sorted(str(w) for w in (carry / "wheels").glob("*.whl"))]},
-        {"what": "unpack mmcv 2.1.0's source", "unpack": [str(carry / MMCV_SDIST), str(build)]},
-        {"what": "C++20 instead of C++14/17 in mmcv's setup.py (torch >= 2.10 headers need it)",
-         "patch": str(src / "setup.py")},
-        {"what": f"build mmcv's CPU ops ({jobs} jobs; the GPU hidden so setup.py compiles no CUDA kernels)",
-         "cmd": [*pip, "wheel", "--no-index", "--no-deps", "--no-build-isolation", "-w", str(build / "dist"),
-                 str(src)], "env": hide_gpu},
-        {"what": "install the mmcv wheel", "cmd": [*pip, "install", "--no-index", "--no-deps", "--target", str(site),
-                                                  str(build / "dist" / "mmcv-2.1.0-*.whl")]},
-        {"what": "install mixbench (not editable: its folders map onto one namespace)",
-         "cmd": [*pip, "install", "--no-index", "--no-deps", "--no-build-isolation", "--target", str(site),
-                 str(ROOT)]},
-    ]
-
-
-def run_setup(steps: list[dict], site: Path) -> list[dict]:
-    """Execute :func:`setup_commands`; returns the time each took. Raises on the first failure."""
-    env = dict(os.environ, PYTHONPATH=str(site))  # the carried setuptools (pkg_resources) for mmcv's setup.py
-    done = []
-    for step in steps:
-        start = time.perf_counter()
-        if "unpack" in step:
-            with tarfile.open(step["unpack"][0]) as tar:
-                tar.extractall(step["unpack"][1], filter="data")
-        elif "patch" in step:
-            p = Path(step["patch"])
-            text = re.sub(r"-std=c\+\+1[47]", "-std=c++20", p.read_text())
-            if "-std=c++20" not in text:
-                raise RuntimeError(f"{p}: could not patch the C++ standard")
-            p.write_text(text)
-        else:
-            cmd = [str(next(Path(c).parent.glob(Path(c).name), c)) if "*" in c else c for c in step["cmd"]]
-            print(f"[gpu_check] {step['what']}", flush=True)
-            subprocess.run(cmd, env=dict(env, **step.get("env", {})), check=True)
-        done.append({"what": step["what"], "seconds": round(time.perf_counter() - start, 1)})
-    return done
-
-
-def prepare(carry: Path) -> int:
-    """Here, with the package index: download the cp312 wheels and mmcv's source into ``carry``."""
-    (carry / "wheels").mkdir(parents=True, exist_ok=True)
-    plat = [a for p in PLATFORMS for a in ("--platform", p)]
-    py = ".".join(map(str, DEVICE_PYTHON))
-    pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps"]
-    subprocess.run([*pip, "--only-binary=:all:", "--python-version", py, "--implementation", "cp", *plat, "-d",
-                    str(carry / "wheels"), *(f"{k}=={v}" for k, v in WHEELS.items())], check=True)
-    subprocess.run([*pip, "--no-binary", ":all:", "--no-build-isolation", "mmcv==2.1.0", "-d", str(carry)], check=True)
-    facts = check_setup(carry)
-    print(json.dumps(facts, indent=1))
-    return 1 if facts["problems"] else 0
 
 
 # ----------------------------------------------------------------------------------------------- measurements
@@ -217,7 +70,8 @@ def measurement_plan() -> list[dict]:
 
 def resolve_detector_configs(data_root: Path) -> list[dict]:
     """Load each detector config as the check will (random init, synthetic data root): scales, lr, batch."""
-    from mixbench.transfer.runner import Checkpoint, build_config
+    from mixbench.transfer.checkpoint import Checkpoint
+    from mixbench.transfer.config import build_config
 
     out = []
     for name, config, per_gpu in DETECTORS:
@@ -252,7 +106,8 @@ def run_detector(name: str, config: str, amp: bool, per_gpu: int, data_root: Pat
     from mmengine.runner import Runner
 
     from mixbench.transfer import ops_backend
-    from mixbench.transfer.runner import Checkpoint, build_config
+    from mixbench.transfer.checkpoint import Checkpoint
+    from mixbench.transfer.config import build_config
 
     register_all_modules()
     cfg = build_config(ROOT / config, Checkpoint(name="random", path=None), Path(tempfile.gettempdir()) / name,
@@ -301,7 +156,7 @@ def run_detector(name: str, config: str, amp: bool, per_gpu: int, data_root: Pat
 def run_pretrain_bench() -> dict:
     import torch
 
-    from mixbench.pretrain.bench import run_bench
+    from mixbench.pretrain.bench_mixing import run_bench
 
     dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
     batch = BENCH["batch_size"]
@@ -371,7 +226,7 @@ def measure(out: Path, data_root: Path) -> dict:
 
 
 def targets(result: dict) -> list[str]:
-    """The issue's speed targets next to the figures measured in this run (no verdict without a figure)."""
+    """The speed targets next to the figures measured in this run (no verdict without a figure)."""
     lines = []
     for name, speedup in result.get("amp_speedup", {}).items():
         lines.append(f"{name}: AMP {speedup:.2f}x faster than fp32 per iteration (target >= 1.3x)")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The device check of issue 9, as one command (README: "GPU"). On the lent GPU machine, through the device tool:
+# The device check, as one command (README: "GPU"). On the lent GPU machine, through the device tool:
 #     run(command="bash tools/gpu_check.sh", carry=[".gpu_carry"], timeout_s=600)
 # -> set-up from the carried wheels + mmcv source (no network there), then the figures in $OUT/gpu_check.json.
 # Anywhere (tests, CI, before spending device time):

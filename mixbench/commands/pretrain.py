@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import argparse
 
+from mixbench.base import launch
+from mixbench.base.config import add_cfg_options
 from mixbench.base.precision import AMP_HELP
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="pretraining config, e.g. configs/pretrain/moco_r18_synthetic.py")
     parser.add_argument("--work-dir", help="default: work_dirs/pretrain/<config name>")
-    parser.add_argument(
-        "--cfg-options",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override config entries, e.g. train_dataloader.dataset.root=data/demo/imagenet/train",
-    )
-    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
+    add_cfg_options(parser)
+    parser.add_argument("--launcher", choices=launch.LAUNCHERS, default="none")
     parser.add_argument("--resume", action="store_true", help="continue from work_dir/last_checkpoint")
     parser.add_argument("--amp", action="store_true", help=AMP_HELP)
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory layout for the encoders")
@@ -31,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mixbench.base.config import parse_cfg_options, resolve_config
     from mixbench.base.hooks import NonFiniteLossError
-    from mixbench.base.locks import WorkDirLockedError
+    from mixbench.base.locks import WorkDirError
     from mixbench.pretrain.train import train
 
     try:
@@ -45,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             channels_last=args.channels_last,
         )
     # Errors whose message names the file and the problem; anything else is a bug and keeps its traceback.
-    except (FileNotFoundError, NotADirectoryError, ValueError, NonFiniteLossError, WorkDirLockedError) as err:
+    except (FileNotFoundError, NotADirectoryError, ValueError, NonFiniteLossError, WorkDirError) as err:
         print(f"mixbench pretrain: error: {err}", file=sys.stderr)
         return 2
     print(f"work_dir: {work_dir}")
