@@ -1,8 +1,8 @@
 """``convert_checkpoint``: a ResNet checkpoint -> torchvision / mmdet / detectron2, checked exactly.
 
-Steps: safe load (weights_only) -> detect layout -> key map (every key renamed or dropped by a named rule) ->
-CMC fold if needed -> exact check against torchvision's own ResNet definition (no missing, extra or misshaped
-key) -> atomic write with the source's sha256 in the metadata.
+Steps: CRC-32 check and safe load (weights_only) -> detect layout -> key map (every key renamed or dropped by a
+named rule) -> float32 -> CMC fold if needed -> exact check against torchvision's own ResNet definition (no
+missing, extra or misshaped key) -> atomic write with the source's sha256 in the metadata.
 
 >>> report = convert_checkpoint('epoch_200.pth', 'r50_mmdet.pth', to='mmdet')  # doctest: +SKIP
 >>> report.source_layout, report.arch, report.n_tensors  # doctest: +SKIP
@@ -11,6 +11,8 @@ key) -> atomic write with the source's sha256 in the metadata.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -20,9 +22,11 @@ from pathlib import Path
 import torch
 import torchvision  # the reference architecture; imported here so a conversion's time excludes it
 
+from mixbench.base.checkpoint_meta import ConvertMeta
 from mixbench.base.color import IMAGENET_MEAN, IMAGENET_STD
 from mixbench.base.io import sha256_file
 from mixbench.base.resnets import ARCHS, arch_from_blocks
+from mixbench.base.safe_load import has_checksums
 from mixbench.convert import cmc_fold
 from mixbench.convert.errors import ConversionError
 from mixbench.convert.keymaps import apply_rules
@@ -30,8 +34,8 @@ from mixbench.convert.sources import DetectedSource, detect, explain, load_sourc
 from mixbench.convert.targets import TARGETS, detectron2_settings, write_target
 
 __all__ = [
-    "ARCH_DEPTHS", "Backbone", "ConversionReport", "convert_checkpoint", "expected_backbone_keys",
-    "fill_num_batches_tracked", "infer_arch", "read_backbone",
+    "ARCH_DEPTHS", "FLOAT_DTYPES", "Backbone", "ConversionReport", "as_float32_backbone", "check_finite",
+    "convert_checkpoint", "expected_backbone_keys", "fill_num_batches_tracked", "infer_arch", "read_backbone",
 ]
 
 ARCH_DEPTHS = {name: spec.depth for name, spec in ARCHS.items()}
@@ -50,7 +54,7 @@ class ConversionReport:
     n_tensors: int
     rule_counts: dict[str, int]
     mapping: list[tuple[str, str | None, str]]
-    meta: dict
+    meta: ConvertMeta
     notes: list[str] = field(default_factory=list)
     target_mapping: list[tuple[str, str | None, str]] = field(default_factory=list)
     elapsed_s: float = 0.0
@@ -123,8 +127,8 @@ def _pixel_stats(
         std = list(IMAGENET_STD)
         return cmc_fold.fold_pixel_mean(color), std
     for meta in (detected.convert_meta, detected.pretrain_meta):
-        if meta.get("pixel_mean") and meta.get("pixel_std"):
-            return [float(v) for v in meta["pixel_mean"]], [float(v) for v in meta["pixel_std"]]
+        if meta is not None and meta.pixel_mean and meta.pixel_std:
+            return list(meta.pixel_mean), list(meta.pixel_std)
     notes.append("no pixel mean/std recorded in the source: assumed ImageNet's (RGB, 0-255)")
     return list(IMAGENET_MEAN), list(IMAGENET_STD)
 
@@ -133,8 +137,10 @@ def _pixel_stats(
 class Backbone:
     """A checkpoint read as one torchvision ResNet backbone (no ``fc``), checked key for key.
 
-    ``tensors`` are torchvision-keyed and complete for ``arch``; ``pixel_mean``/``pixel_std`` (0-255, RGB) are the
-    input statistics the tensors expect. ``meta`` is what a converted file records (source sha256, layout, ...).
+    ``tensors`` are torchvision-keyed and complete for ``arch``, float32 (``num_batches_tracked``: int64);
+    ``pixel_mean``/``pixel_std`` (0-255, RGB) are the input statistics the tensors expect. ``meta`` is what a
+    converted file records (source sha256, layout, ...). ``verified``: the file's CRC-32s were checked (False for
+    a legacy non-zip file, which has none).
     """
 
     src: Path
@@ -144,25 +150,28 @@ class Backbone:
     tensors: dict[str, torch.Tensor]
     pixel_mean: list[float]
     pixel_std: list[float]
-    meta: dict
+    meta: ConvertMeta
     rule_counts: dict[str, int]
     mapping: list[tuple[str, str | None, str]]
     notes: list[str] = field(default_factory=list)
+    verified: bool = True
 
 
 def read_backbone(src: str | Path, arch: str | None = None, source: str = "auto") -> Backbone:
     """Read ``src`` in any layout the converter knows as one checked torchvision ResNet backbone (in memory).
 
     Steps: safe load (weights_only) -> detect layout -> key map (every key renamed or dropped by a named rule)
-    -> CMC fold if needed -> exact check against torchvision's ResNet (no missing, extra or misshaped key).
-    BatchNorm ``num_batches_tracked`` buffers absent from old files are filled as torchvision would (a note says
-    so). Feature extraction (``mixbench.evaluate``) and every conversion target start from this.
+    -> float32 (:func:`as_float32_backbone`) -> CMC fold if needed -> exact check against torchvision's ResNet (no
+    missing, extra or misshaped key). BatchNorm ``num_batches_tracked`` buffers absent from old files are filled as
+    torchvision would (a note says so). Feature extraction (``mixbench.evaluate``) and every conversion target
+    start from this.
 
     Raises:
         ConversionError: unknown layout, unmapped/missing/extra/misshaped keys, wrong arch; the message also names
             the layout assumed, the file's structure and what to do.
+        mixbench.base.safe_load.CorruptCheckpointError: the file is damaged (CRC-32 mismatch, empty, broken zip).
         mixbench.base.safe_load.UnsafeCheckpointError: the file needs pickled code to load (nothing was run).
-        FileNotFoundError: ``src`` does not exist.
+        FileNotFoundError, IsADirectoryError: ``src`` is not a file.
     """
     src = Path(src)
     if arch is not None and arch not in ARCH_DEPTHS:
@@ -175,12 +184,48 @@ def read_backbone(src: str | Path, arch: str | None = None, source: str = "auto"
         raise ConversionError(f"{err}\n{explain(obj, detected)}") from None
 
 
+# The dtypes a ResNet backbone is stored in; all become float32, what torchvision's ResNet computes in.
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def as_float32_backbone(tensors: dict, where: str, notes: list[str]) -> dict[str, torch.Tensor]:
+    """Refuse what no ResNet stores (non-tensors, integer/complex/bool weights, float counters); cast the floats
+    to float32, with a note per source dtype; keep BatchNorm's ``num_batches_tracked`` int64.
+
+    The targets load into float32 models anyway (``load_state_dict`` copies with a cast), so writing float32 says
+    what the weights will be; a half-precision file is thus never passed on as if it were full precision.
+    """
+    out, cast = {}, {}
+    for key, value in tensors.items():
+        if not isinstance(value, torch.Tensor):
+            raise ConversionError(f"{where}: {key} is a {type(value).__name__}, not a tensor")
+        if key.endswith("num_batches_tracked"):
+            if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+                raise ConversionError(f"{where}: {key} is {value.dtype}; a BatchNorm counter is an integer")
+            out[key] = value.long()
+            continue
+        if value.dtype not in FLOAT_DTYPES:
+            raise ConversionError(
+                f"{where}: {key} is {value.dtype}; ResNet weights are floating point "
+                f"({', '.join(str(d).removeprefix('torch.') for d in FLOAT_DTYPES)})"
+            )
+        if value.dtype != torch.float32:
+            cast[value.dtype] = cast.get(value.dtype, 0) + 1
+        out[key] = value.float()
+    for dtype, n in cast.items():
+        notes.append(f"{n} tensors stored as {str(dtype).removeprefix('torch.')} were converted to float32")
+    return out
+
+
 def _read_detected(src: Path, detected: DetectedSource, arch: str | None) -> Backbone:
     mapped = apply_rules(detected.state_dict, detected.layout.rules, str(src))
     notes: list[str] = []
+    verified = has_checksums(src)
+    if not verified:
+        notes.append("legacy (non-zip) torch file or one saved without CRC-32s: damage to it cannot be detected")
 
     color = None
-    backbone = mapped.tensors
+    backbone = as_float32_backbone(mapped.tensors, str(src), notes)
     if detected.layout.name == "mixbench-cmc":
         color, note = cmc_fold.color_from_meta(detected.pretrain_meta)
         notes.append(note)
@@ -192,18 +237,8 @@ def _read_detected(src: Path, detected: DetectedSource, arch: str | None) -> Bac
     else:
         pixel_mean, pixel_std = _pixel_stats(detected, None, notes)
 
-    meta_arch = detected.pretrain_meta.get("arch") or detected.convert_meta.get("arch")
-    looks = infer_arch(backbone)
-    chosen = arch or meta_arch or looks
-    if chosen is None:
-        raise ConversionError(
-            f"{src}: cannot tell the ResNet depth from the keys (pass --arch); first backbone keys: "
-            f"{list(backbone)[:8]}"
-        )
-    if arch and looks and arch != looks:
-        raise ConversionError(f"{src}: --arch {arch} given, but the checkpoint's keys are a {looks}")
+    chosen = _choose_arch(src, detected, backbone, arch)
     if chosen in ARCH_DEPTHS:
-        backbone = dict(backbone)  # the mapped dict may be the loaded file's own tensors: do not add to it
         filled = fill_num_batches_tracked(backbone, chosen)
         if filled:
             notes.append(
@@ -213,43 +248,65 @@ def _read_detected(src: Path, detected: DetectedSource, arch: str | None) -> Bac
             )
     _check_backbone(backbone, chosen, str(src))
 
-    meta = {
-        "source_sha256": sha256_file(src),
-        "source_file": src.name,
-        "source_layout": detected.layout.name,
-        "arch": chosen,
-        "depth": ARCH_DEPTHS[chosen],
-        "pixel_mean": pixel_mean,
-        "pixel_std": pixel_std,
-        "to_rgb": True,
-        "mixbench": detected.pretrain_meta or None,
-        "notes": list(notes),
-    }
-    if detected.convert_meta:  # re-conversion of our own output: keep where it came from
-        meta["previous"] = {
-            k: detected.convert_meta.get(k) for k in ("source_sha256", "source_file", "source_layout")
-        }
+    previous = None
+    if detected.convert_meta is not None:  # re-conversion of our own output: keep where it came from
+        prev = detected.convert_meta
+        previous = {"source_sha256": prev.source_sha256, "source_file": prev.source_file,
+                    "source_layout": prev.source_layout}
+    meta = ConvertMeta(
+        source_sha256=sha256_file(src), source_file=src.name, source_layout=detected.layout.name, arch=chosen,
+        depth=ARCH_DEPTHS[chosen], pixel_mean=pixel_mean, pixel_std=pixel_std, to_rgb=True,
+        mixbench=detected.pretrain_meta, notes=list(notes), previous=previous,
+    )
     return Backbone(
-        src=src,
-        source_layout=detected.layout.name,
-        layout_reason=detected.reason,
-        arch=chosen,
-        tensors=backbone,
-        pixel_mean=pixel_mean,
-        pixel_std=pixel_std,
-        meta=meta,
-        rule_counts=dict(mapped.counts),
-        mapping=mapped.log,
-        notes=notes,
+        src=src, source_layout=detected.layout.name, layout_reason=detected.reason, arch=chosen, tensors=backbone,
+        pixel_mean=pixel_mean, pixel_std=pixel_std, meta=meta, rule_counts=dict(mapped.counts),
+        mapping=mapped.log, notes=notes, verified=verified,
     )
 
 
-def check_finite(tensors: dict[str, torch.Tensor], src: str | Path) -> None:
-    """Refuse NaN/inf weights (a diverged run): a detector fine-tuned from them trains nothing useful."""
-    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+def _choose_arch(src: Path, detected: DetectedSource, backbone: dict, arch: str | None) -> str:
+    """``--arch``, else the checkpoint's metadata, else the keys; a given arch must agree with the keys."""
+    metas = (detected.pretrain_meta, detected.convert_meta)
+    meta_arch = next((m.arch for m in metas if m is not None and m.arch), None)
+    looks = infer_arch(backbone)
+    chosen = arch or meta_arch or looks
+    if chosen is None:
+        raise ConversionError(
+            f"{src}: cannot tell the ResNet depth from the keys (pass --arch); first backbone keys: "
+            f"{list(backbone)[:8]}"
+        )
+    if arch and looks and arch != looks:
+        raise ConversionError(f"{src}: --arch {arch} given, but the checkpoint's keys are a {looks}")
+    return chosen
+
+
+def check_finite(bb: Backbone) -> None:
+    """Refuse NaN/inf weights: a detector fine-tuned from them trains nothing useful.
+
+    A file whose CRC-32s were verified holds the values its run saved, so NaN there means the run diverged; a
+    legacy file has no checksums, so damage is possible too and the message says so.
+    """
+    bad = [k for k, v in bb.tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
-        raise ConversionError(f"{src}: {len(bad)} tensors hold NaN or inf (e.g. {', '.join(bad[:3])}); "
-                              "the run that saved it diverged")
+        why = ("the run that saved it diverged" if bb.verified else
+               "the run that saved it diverged, or the file is damaged (it has no CRC-32s to tell)")
+        raise ConversionError(f"{bb.src}: {len(bad)} tensors hold NaN or inf (e.g. {', '.join(bad[:3])}); {why}")
+
+
+def _check_out(src: str | Path, out: str | Path, to: str) -> Path:
+    """``out`` must name a new or existing file, other than ``src``; refused before anything is read."""
+    example = f"{Path(src).stem}_{to}{'.pkl' if to == 'detectron2' else '.pth'}"
+    if str(out).endswith((os.sep, "/")):
+        raise ConversionError(f"{out}: ends in '/', so it names a folder; -o takes the output file's name "
+                              f"(e.g. {Path(out) / example})")
+    out = Path(out)
+    if out.is_dir():
+        raise ConversionError(f"{out}: is a directory; -o takes the output file's name (e.g. {out / example})")
+    if out.resolve() == Path(src).resolve():
+        raise ConversionError(f"{out}: the output path is the source file; converting in place would destroy it "
+                              "(choose another -o)")
+    return out
 
 
 def convert_checkpoint(
@@ -264,31 +321,31 @@ def convert_checkpoint(
 
     Args:
         src: source checkpoint (read with ``weights_only=True`` only).
-        out: output file (written atomically).
+        out: output file (written atomically); a path ending in '/' or naming a directory is refused.
         to: 'torchvision' | 'mmdet' | 'detectron2'.
         arch: 'resnet18' ... 'resnet152'; None = from the checkpoint's metadata, else from its keys.
         source: layout name (``convert.catalog.LAYOUTS``, the CLI's ``--layout``) or 'auto'.
         verbose: kept for API symmetry with the CLI (the report always carries the full mapping).
 
     Raises:
-        ConversionError: unknown layout, unmapped/missing/extra/misshaped keys, wrong arch, bad target.
+        ConversionError: unknown layout, unmapped/missing/extra/misshaped keys, non-float weights, wrong arch, bad
+            target, an output path that is a folder or the source.
+        mixbench.base.safe_load.CorruptCheckpointError: the file is damaged (CRC-32 mismatch, empty, broken zip).
         mixbench.base.safe_load.UnsafeCheckpointError: the file needs pickled code to load (nothing was run).
-        FileNotFoundError: ``src`` does not exist.
+        FileNotFoundError, IsADirectoryError: ``src`` is not a file.
+        OSError: the output cannot be written (read-only, disk full); nothing is left at ``out``.
     """
     t0 = time.perf_counter()
-    out = Path(out)
     if to not in TARGETS:
         raise ConversionError(f"unknown target {to!r}; choose one of {list(TARGETS)}")
-    if out.resolve() == Path(src).resolve():
-        raise ConversionError(f"{out}: the output path is the source file; converting in place would destroy it "
-                              "(choose another -o)")
+    out = _check_out(src, out, to)
     bb = read_backbone(src, arch, source)
-    check_finite(bb.tensors, bb.src)
+    check_finite(bb)
     meta, settings = bb.meta, {}
     if to == "detectron2":  # weights alone do not say how detectron2 must run them: record it with them
         settings = detectron2_settings(bb.arch, bb.pixel_mean, bb.pixel_std)
-        meta = {**bb.meta, "detectron2_cfg": settings}
-    target = write_target(to, bb.tensors, out, meta)
+        meta = dataclasses.replace(bb.meta, detectron2_cfg=settings)
+    target = write_target(to, bb.tensors, out, meta.to_dict())
     return ConversionReport(
         src=bb.src,
         out_path=out,

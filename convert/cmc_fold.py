@@ -23,14 +23,15 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from mixbench.base.checkpoint_meta import PretrainMeta
 from mixbench.convert.errors import ConversionError
 
 __all__ = ["color_from_meta", "fold_cmc", "fold_pixel_mean"]
 
 
-def color_from_meta(pretrain_meta: Mapping) -> tuple[dict, str]:
+def color_from_meta(pretrain_meta: PretrainMeta | None) -> tuple[dict, str]:
     """The colour transform recorded in the checkpoint (``meta['mixbench']['color']``) or ours; and a note."""
-    color = pretrain_meta.get("color") if pretrain_meta else None
+    color = pretrain_meta.color if pretrain_meta is not None else None
     if color:
         if color.get("space") != "ycbcr":
             raise ConversionError(

@@ -78,7 +78,7 @@ MMDET_RULES: tuple[Rule, ...] = (
     _backbone_under("", "backbone", "mixbench mmdet output: already torchvision/mmdet ResNet names"),
 )
 
-# This project's MoCo pretraining checkpoint (contract 2): mmengine Runner state_dict of the MoCo module.
+# This project's MoCo pretraining checkpoint: mmengine Runner state_dict of the MoCo module.
 MOCO_RULES: tuple[Rule, ...] = (
     Rule(
         "drop_head_q",
@@ -290,7 +290,7 @@ VISSL_RULES: tuple[Rule, ...] = (
     Rule("drop_heads", r"heads\..+", None, "VISSL heads (projection MLP, prototypes or linear classifier)"),
 )
 
-# This project's CMC checkpoint (contract 2): two half-width ResNets. The halves keep separate prefixes here;
+# This project's CMC checkpoint: two half-width ResNets. The halves keep separate prefixes here;
 # ``convert.cmc_fold`` places them block-diagonally into one RGB ResNet.
 CMC_RULES: tuple[Rule, ...] = (
     Rule("drop_heads", r"encoder_(?:l|ab)\.fc\..+", None, "CMC projection heads of the two views"),

@@ -10,13 +10,14 @@ import argparse
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mixbench.base.safe_load import UnsafeCheckpointError, safe_torch_load
+from mixbench.base.checkpoint_meta import ConvertMeta, MetaError, PretrainMeta
+from mixbench.base.safe_load import CorruptCheckpointError, UnsafeCheckpointError, safe_torch_load
 from mixbench.convert import catalog, keymaps
 from mixbench.convert.errors import ConversionError
 from mixbench.convert.keymaps import Rule
@@ -94,8 +95,8 @@ class DetectedSource:
     state_dict: dict[str, Any]
     container: str | None  # where the tensors were: 'state_dict', 'model', 'teacher+student', VISSL's, None (top)
     reason: str  # what in the keys decided the layout
-    pretrain_meta: dict = field(default_factory=dict)  # checkpoint['meta']['mixbench'] (contract 2), if any
-    convert_meta: dict = field(default_factory=dict)  # an earlier conversion's 'mixbench_convert', if any
+    pretrain_meta: PretrainMeta | None = None  # checkpoint['meta']['mixbench'] of a mixbench pretraining run
+    convert_meta: ConvertMeta | None = None  # an earlier conversion's meta['mixbench_convert']
 
 
 def sidecar_meta_path(path: str | Path) -> Path:
@@ -116,6 +117,8 @@ def load_source(path: str | Path) -> Any:
         # so allowing the class lets those files load without allowing any code.
         with torch.serialization.safe_globals([argparse.Namespace]):
             return safe_torch_load(path)
+    except CorruptCheckpointError:
+        raise
     except (ValueError, UnsafeCheckpointError) as err:
         if path.suffix == ".pkl":
             raise ConversionError(
@@ -289,16 +292,25 @@ def detect(obj: Any, path: str | Path, source: str = "auto") -> DetectedSource:
     if layout.rules is None:
         raise ConversionError(f"{where}: refused: {layout.refusal}")
 
-    meta = obj.get("meta") if isinstance(obj.get("meta"), Mapping) else {}
-    pretrain_meta = dict(meta.get("mixbench") or {})
-    convert_meta = dict(meta.get("mixbench_convert") or {})
+    pretrain_meta, convert_meta = _read_meta(obj, where)
     side = sidecar_meta_path(path)
     if name == "torchvision" and side.is_file():  # our own torchvision output: its metadata sits beside it
         try:
-            convert_meta = dict(json.loads(side.read_text())["mixbench_convert"])
+            convert_meta = ConvertMeta.from_dict(json.loads(side.read_text())["mixbench_convert"], str(side))
         except (ValueError, KeyError, TypeError) as err:
             raise ConversionError(f"{side}: unreadable mixbench metadata ({err})") from None
         reason += f" + metadata from {side.name}"
-    if convert_meta and not pretrain_meta:
-        pretrain_meta = dict(convert_meta.get("mixbench") or {})
+    if convert_meta is not None and pretrain_meta is None:
+        pretrain_meta = convert_meta.mixbench
     return DetectedSource(layout, sd, container, reason, pretrain_meta, convert_meta)
+
+
+def _read_meta(obj: Mapping, where: str) -> tuple[PretrainMeta | None, ConvertMeta | None]:
+    """The file's own ``meta['mixbench']`` and ``meta['mixbench_convert']``, checked field by field."""
+    meta = obj.get("meta") if isinstance(obj.get("meta"), Mapping) else {}
+    try:
+        pretrain = PretrainMeta.from_dict(meta["mixbench"], where) if meta.get("mixbench") else None
+        converted = ConvertMeta.from_dict(meta["mixbench_convert"], where) if meta.get("mixbench_convert") else None
+    except MetaError as err:
+        raise ConversionError(str(err)) from None
+    return pretrain, converted

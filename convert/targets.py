@@ -50,12 +50,16 @@ def _write_torchvision(sd: dict[str, torch.Tensor], out: Path, meta: dict) -> Ma
     only ``fc.*`` missing. A flat state_dict has no room for metadata, so it goes to ``OUT.meta.json``
     beside it (read back when the file is converted again)."""
     atomic_torch_save(sd, out)
-    atomic_write_json(sidecar_meta_path(out), {"mixbench_convert": meta})
+    try:
+        atomic_write_json(sidecar_meta_path(out), {"mixbench_convert": meta})
+    except BaseException:  # weights without their metadata would be read as a foreign torchvision file
+        out.unlink(missing_ok=True)
+        raise
     return None
 
 
 def _write_mmdet(sd: dict[str, torch.Tensor], out: Path, meta: dict) -> MappingResult | None:
-    """``{'state_dict', 'meta'}`` (contract 3): mmdet's ``ResNet`` uses torchvision's key names, so the keys
+    """``{'state_dict', 'meta'}``: mmdet's ``ResNet`` uses torchvision's key names, so the keys
     are final as they are; mmengine's checkpoint loader unwraps ``state_dict``."""
     atomic_torch_save({"state_dict": sd, "meta": {"mixbench_convert": meta}}, out)
     return None

@@ -48,7 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except OSError as err:  # a plain I/O failure (read-only, disk full, no permission) is the user's to fix
+        from mixbench.base.io import os_error_message
+
+        print(f"mixbench {args.command}: error: {os_error_message(err)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

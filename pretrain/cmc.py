@@ -14,11 +14,12 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
+from mixbench.base.checkpoint_meta import PretrainMeta
 from mixbench.base.color import color_meta
 from mixbench.pretrain import preprocessor as _preprocessor  # noqa: F401  (registers MixPreprocessor)
 from mixbench.pretrain.backbones import build_backbone, feature_dim, resnet_features
 from mixbench.pretrain.losses import estimate_Z, nce_loss, softmax_ce
-from mixbench.pretrain.memory import init_memory_bank, sample_negatives, update_memory_bank
+from mixbench.pretrain.negatives import init_memory_bank, sample_negatives, update_memory_bank
 
 LOSSES = ("softmax", "nce")
 
@@ -120,17 +121,11 @@ class CMC(BaseModel):
         update_memory_bank(self.memory_ab, y, feat_ab, self.memory_momentum)
         return {"loss_l": loss_l, "loss_ab": loss_ab}
 
-    def mixbench_meta(self) -> dict:
-        """What the converter and transfer stages need, as plain python types (contract 2)."""
+    def mixbench_meta(self) -> PretrainMeta:
+        """What the converter, feature extraction and transfer need (stored as ``meta['mixbench']``)."""
         pre = self.data_preprocessor
-        return {
-            "method": "cmc",
-            "arch": self.arch,
-            "width": self.width,
-            "feature_dim": 2 * feature_dim(self.arch, self.width),
-            "pixel_mean": list(pre.mean_values),
-            "pixel_std": list(pre.std_values),
-            "color": color_meta(),
-            "mixture": pre.summary(),
-            "cmc": {"dim": self.dim, "K": self.K, "T": self.T, "loss": self.loss_type},
-        }
+        return PretrainMeta(
+            method="cmc", arch=self.arch, width=self.width, feature_dim=2 * feature_dim(self.arch, self.width),
+            pixel_mean=list(pre.mean_values), pixel_std=list(pre.std_values), color=color_meta(),
+            mixture=pre.summary(), settings={"dim": self.dim, "K": self.K, "T": self.T, "loss": self.loss_type},
+        )

@@ -87,8 +87,8 @@ def model_extractor(model: nn.Module) -> FeatureExtractor:
     (2 x 1024 = 2048 for the half-width ResNet-50s). The copy leaves the training model untouched (its mode,
     gradients and BN statistics). Files go through ``mixbench.evaluate.load_feature_extractor`` instead.
     """
-    meta = model.mixbench_meta() if hasattr(model, "mixbench_meta") else {}
-    info = {"source": type(model).__name__, "method": meta.get("method"), "arch": meta.get("arch")}
+    meta = model.mixbench_meta() if hasattr(model, "mixbench_meta") else None
+    info = {"source": type(model).__name__, "method": meta and meta.method, "arch": meta and meta.arch}
 
     def frozen(enc: nn.Module) -> nn.Module:
         enc = copy.deepcopy(enc)
@@ -96,7 +96,7 @@ def model_extractor(model: nn.Module) -> FeatureExtractor:
         return enc
 
     if hasattr(model, "encoder_l") and hasattr(model, "encoder_ab"):
-        col = meta.get("color") or color.color_meta()
+        col = (meta and meta.color) or color.color_meta()
         views = col.get("views", color.color_meta()["views"])
         return FeatureExtractor(
             [frozen(model.encoder_l), frozen(model.encoder_ab)],
@@ -108,8 +108,8 @@ def model_extractor(model: nn.Module) -> FeatureExtractor:
     if hasattr(model, "encoder_q"):
         return FeatureExtractor(
             [frozen(model.encoder_q)],
-            [float(v) for v in meta.get("pixel_mean") or color.IMAGENET_MEAN],
-            [float(v) for v in meta.get("pixel_std") or color.IMAGENET_STD],
+            [float(v) for v in (meta and meta.pixel_mean) or color.IMAGENET_MEAN],
+            [float(v) for v in (meta and meta.pixel_std) or color.IMAGENET_STD],
             info=info,
         )
     raise TypeError(f"{type(model).__name__}: neither MoCo (encoder_q) nor CMC (encoder_l, encoder_ab)")

@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
+from mixbench.base.checkpoint_meta import PretrainMeta
 from mixbench.pretrain.backbones import build_backbone, feature_dim, resnet_features
 from mixbench.pretrain.losses import contrastive_logits, softmax_ce, unmix_soft_ce
-from mixbench.pretrain.memory import batch_shuffle, batch_unshuffle, dequeue_and_enqueue
+from mixbench.pretrain.negatives import batch_shuffle, batch_unshuffle, dequeue_and_enqueue
 from mixbench.pretrain.preprocessor import source_weights  # importing it also registers MixPreprocessor
 
 
@@ -134,17 +135,11 @@ class MoCo(BaseModel):
         keys = [k[p] for p in plan.perms] + [k]
         return unmix_soft_ce([contrastive_logits(q, kj, negatives, self.T) for kj in keys], w)
 
-    def mixbench_meta(self) -> dict:
-        """What the converter and transfer stages need, as plain python types (contract 2)."""
+    def mixbench_meta(self) -> PretrainMeta:
+        """What the converter, feature extraction and transfer need (stored as ``meta['mixbench']``)."""
         pre = self.data_preprocessor
-        return {
-            "method": "moco",
-            "arch": self.arch,
-            "width": 1.0,
-            "feature_dim": feature_dim(self.arch),
-            "pixel_mean": list(pre.mean_values),
-            "pixel_std": list(pre.std_values),
-            "color": None,
-            "mixture": pre.summary(),
-            "moco": {"dim": self.dim, "K": self.K, "m": self.m, "T": self.T, "mlp": self.mlp},
-        }
+        return PretrainMeta(
+            method="moco", arch=self.arch, width=1.0, feature_dim=feature_dim(self.arch),
+            pixel_mean=list(pre.mean_values), pixel_std=list(pre.std_values), color=None, mixture=pre.summary(),
+            settings={"dim": self.dim, "K": self.K, "m": self.m, "T": self.T, "mlp": self.mlp},
+        )

@@ -1,8 +1,10 @@
 """mixbench.base.hooks with a real (toy) mmengine Runner: a non-finite loss stops training naming the iteration,
-and a checkpoint save interrupted by a kill or a full disk leaves the previous checkpoint to resume from (issue 12,
-findings 3 and 4)."""
+and a checkpoint save interrupted by a kill or a full disk leaves the previous checkpoint to resume from, no
+partial file, and a one-line error."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
 from mixbench.base.hooks import FiniteLossHook, NonFiniteLossError, guard_config
+from mixbench.base.io import os_error_message
 from mixbench.base.safe_load import allow_mmengine_checkpoints, safe_torch_load
 
 
@@ -73,7 +76,7 @@ def test_finite_loss_hook_accepts_finite_and_flags_inf():
         hook.after_train_iter(R(), 0, outputs={"loss": torch.tensor(1.0), "loss_cls": torch.tensor(float("inf"))})
 
 
-def _fail_second_save(monkeypatch):
+def _fail_second_save(monkeypatch, which: int = 2):
     """Make the 2nd checkpoint write die half-way (a kill or a full disk), after writing part of the file."""
     import mmengine.runner.runner as rr
 
@@ -81,7 +84,7 @@ def _fail_second_save(monkeypatch):
 
     def dying(checkpoint, filename, *a, **k):
         calls.append(filename)
-        if len(calls) == 2:
+        if len(calls) == which:
             with open(filename, "wb") as f:
                 f.write(b"PK\x03\x04 partial")
             raise OSError(28, "No space left on device")
@@ -91,7 +94,7 @@ def _fail_second_save(monkeypatch):
 
 
 def test_mmengine_checkpoint_hook_loses_the_last_good_checkpoint(tmp_path, monkeypatch):
-    """The finding, on mmengine's own hook: nothing complete is left (kept so a fix upstream is noticed)."""
+    """mmengine's own hook: nothing complete is left (kept so a fix upstream is noticed)."""
     _fail_second_save(monkeypatch)
     with pytest.raises(OSError):
         _runner(tmp_path, Toy()).train()
@@ -101,9 +104,13 @@ def test_mmengine_checkpoint_hook_loses_the_last_good_checkpoint(tmp_path, monke
 
 def test_interrupted_save_keeps_the_last_good_checkpoint_and_resumes(tmp_path, monkeypatch):
     _fail_second_save(monkeypatch)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError) as err:
         _runner(tmp_path, Toy(), guarded=True).train()
+    assert os_error_message(err.value) == (
+        f"{tmp_path / 'epoch_2.pth'}: No space left on device (the disk is full); the partial file was removed, "
+        "the last complete checkpoint is kept for --resume")
     assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["epoch_1.pth"]  # no partial epoch_2.pth
+    assert not list(tmp_path.glob(".*partial"))  # it would hold the space the resumed run needs
     assert (tmp_path / "last_checkpoint").read_text().endswith("epoch_1.pth")
     assert safe_torch_load(tmp_path / "epoch_1.pth")["meta"]["epoch"] == 1
     monkeypatch.undo()
@@ -113,3 +120,23 @@ def test_interrupted_save_keeps_the_last_good_checkpoint_and_resumes(tmp_path, m
     assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["epoch_2.pth"]
     assert safe_torch_load(tmp_path / "epoch_2.pth")["meta"]["epoch"] == 2
     assert (tmp_path / "last_checkpoint").read_text().endswith("epoch_2.pth")
+
+
+@pytest.mark.slow
+def test_full_disk_under_a_pretraining_work_dir_is_one_line_without_partial(synthetic_root, tmp_path, monkeypatch,
+                                                                          capsys):
+    from mixbench.cli import main
+
+    config = Path(__file__).resolve().parents[1] / "configs/pretrain/moco-mix_r18_synthetic.py"
+    options = [f"train_dataloader.dataset.root={synthetic_root['imagenet']}/train", "train_cfg.max_epochs=1",
+               "train_dataloader.batch_size=8", "train_dataloader.num_workers=0",
+               "train_dataloader.persistent_workers=False", "train_dataloader.dataset.size=32", "model.K=64"]
+    _fail_second_save(monkeypatch, which=1)
+    work_dir = tmp_path / "wd"
+    assert main(["pretrain", str(config), "--work-dir", str(work_dir), "--cfg-options", *options]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines()[-1] == (
+        f"mixbench pretrain: error: {work_dir / 'epoch_1.pth'}: No space left on device (the disk is full); the "
+        "partial file was removed, the last complete checkpoint is kept for --resume")
+    assert "Traceback" not in err
+    assert not list(work_dir.glob(".*partial")) and not list(work_dir.glob("*.pth"))

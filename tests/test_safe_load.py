@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,13 @@ import torch.nn as nn
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
-from mixbench.base.safe_load import UnsafeCheckpointError, allow_mmengine_checkpoints, safe_torch_load
+from mixbench.base.safe_load import (
+    CorruptCheckpointError,
+    UnsafeCheckpointError,
+    allow_mmengine_checkpoints,
+    safe_torch_load,
+    verify_checkpoint_file,
+)
 
 
 def test_malicious_pickle_is_refused_and_never_runs(evil_checkpoint) -> None:
@@ -32,9 +39,33 @@ def test_plain_state_dict_loads(tmp_path: Path) -> None:
 def test_bad_files_have_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         safe_torch_load(tmp_path / "missing.pth")
+    with pytest.raises(IsADirectoryError, match=f"{tmp_path}: is a directory, not a checkpoint file"):
+        safe_torch_load(tmp_path)
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(CorruptCheckpointError, match=r"empty.pth: corrupt file: it is empty \(0 bytes\)"):
+        safe_torch_load(tmp_path / "empty.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint at all")
     with pytest.raises((ValueError, UnsafeCheckpointError), match="junk.pth"):
         safe_torch_load(tmp_path / "junk.pth")
+
+
+def test_crc_mismatch_is_found_before_loading(tmp_path: Path) -> None:
+    """One flipped byte inside a tensor record: torch itself would load the wrong value silently."""
+    path = tmp_path / "w.pth"
+    torch.save({"w": torch.arange(10_000, dtype=torch.float32)}, path)
+    with zipfile.ZipFile(path) as zf:  # where the tensor's bytes are: search for them (independent of the layout)
+        name = next(n for n in zf.namelist() if n.endswith("data/0"))
+    raw = bytearray(path.read_bytes())
+    at = raw.find(torch.arange(10_000, dtype=torch.float32).numpy().tobytes())
+    raw[at + 4000] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    torch.save({"a": torch.ones(3)}, tmp_path / "ok.pth")
+    assert verify_checkpoint_file(tmp_path / "ok.pth") is True
+    with pytest.raises(CorruptCheckpointError, match=f"w.pth: corrupt file: record {name!r} does not match"):
+        safe_torch_load(path)
+    legacy = tmp_path / "legacy.pth"
+    torch.save({"a": torch.ones(3)}, legacy, _use_new_zipfile_serialization=False)
+    assert verify_checkpoint_file(legacy) is False and torch.equal(safe_torch_load(legacy)["a"], torch.ones(3))
 
 
 class _Regressor(BaseModel):

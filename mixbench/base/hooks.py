@@ -1,5 +1,5 @@
 """mmengine hooks every training stage (pretraining, linear eval, transfer) runs with, so no run can end in a
-number computed from NaN weights or leave nothing to resume (issue 12).
+number computed from NaN weights or leave nothing to resume.
 
 ``FiniteLossHook`` stops training at the first iteration whose loss is NaN or inf. mmengine 0.10 has no such hook
 (mmdet's ``CheckInvalidLossHook`` checks every 50 iterations, names no iteration, and pretraining must not import
@@ -9,7 +9,8 @@ mmdet), so it is written here.
 checkpoint *before* writing the new one and writes in place, so a kill (or a full disk) during the save of
 ``epoch_N.pth`` with ``max_keep_ckpts=1`` leaves no complete checkpoint to resume from. Here the new checkpoint is
 written to a hidden temporary file, renamed into place, ``last_checkpoint`` is then replaced atomically, and only
-then are old checkpoints deleted.
+then are old checkpoints deleted. A failed save (a full disk) removes its partial file, which would otherwise hold
+the space a resumed run needs, and says so in one line.
 
 Both register in mmengine's ``HOOKS`` registry (mmdet's registry finds them through its parent);
 :func:`guard_config` puts them into a config before the Runner is built.
@@ -28,7 +29,7 @@ from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
 
-from mixbench.base.io import atomic_write_text
+from mixbench.base.io import atomic_write_text, write_error
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -114,15 +115,22 @@ class SafeCheckpointHook(CheckpointHook):
         tmp_name = f".{ckpt_filename}.partial"  # not *.pth: never taken for a checkpoint by a glob or a resume
         self.last_ckpt = str(final)
         runner.message_hub.update_info("last_ckpt", self.last_ckpt)
-        runner.save_checkpoint(self.out_dir, tmp_name, self.file_client_args, save_optimizer=self.save_optimizer,
-                               save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
-                               backend_args=self.backend_args, **self.args)
-        if not is_main_process():
-            return
         tmp = Path(self.out_dir) / tmp_name
-        with open(tmp, "rb") as f:  # on disk before the rename makes it the checkpoint
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
+        try:
+            runner.save_checkpoint(self.out_dir, tmp_name, self.file_client_args, save_optimizer=self.save_optimizer,
+                                   save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
+                                   backend_args=self.backend_args, **self.args)
+            if not is_main_process():
+                return
+            with open(tmp, "rb") as f:  # on disk before the rename makes it the checkpoint
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        except BaseException as err:
+            tmp.unlink(missing_ok=True)  # a partial file would hold the space a rerun needs
+            if isinstance(err, OSError):
+                raise write_error(err, final, "the partial file was removed, the last complete checkpoint is "
+                                  "kept for --resume") from None
+            raise
         atomic_write_text(Path(runner.work_dir) / "last_checkpoint", self.last_ckpt)
         for old in drop:  # only now that the new checkpoint is complete
             (Path(self.out_dir) / self.filename_tmpl.format(old)).unlink(missing_ok=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 __all__ = ["DataError", "atomic_torch_save", "atomic_write", "atomic_write_json", "atomic_write_text", "current_umask",
-           "sha256_file"]
+           "os_error_message", "sha256_file", "write_error"]
 
 
 class DataError(ValueError):
@@ -25,8 +27,11 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     plain ``open(path, 'w')`` would give (0666 minus the umask): ``mkstemp`` creates 0600 for its own safety.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise write_error(err, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -34,10 +39,29 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename in (None, tmp):  # not an error of another file the callback read
+            raise write_error(err, path) from None
         raise
     return path
+
+
+def write_error(err: OSError, path: str | Path, kept: str = "nothing was written") -> OSError:
+    """``err`` re-addressed to ``path`` (the file the user named, not a temporary), saying what was kept.
+
+    The errno and so the exception class stay (``OSError(errno, ...)`` picks ``PermissionError`` etc.).
+    """
+    why = err.strerror or str(err)
+    if err.errno == errno.ENOSPC:
+        why += " (the disk is full)"
+    return OSError(err.errno, f"{why}; {kept}", str(path))
+
+
+def os_error_message(err: OSError) -> str:
+    """One line for the user: ``<path>: <reason>`` (``str(err)`` would add ``[Errno N]`` and quotes)."""
+    reason = err.strerror or str(err)
+    return f"{err.filename}: {reason}" if err.filename else reason
 
 
 def current_umask() -> int:
@@ -58,7 +82,11 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     import torch  # here, so the data generator and table writer do not pay torch's import time
 
-    return atomic_write(path, lambda f: torch.save(obj, f))
+    # Serialised in memory first: torch's zip writer turns a failing file write (a full disk) into
+    # RuntimeError('unexpected pos'), losing the errno; a plain write of the bytes keeps it.
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write(path, lambda f: f.write(buf.getbuffer()))
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

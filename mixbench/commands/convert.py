@@ -57,16 +57,19 @@ def run_convert(args: argparse.Namespace) -> int:
         print("mixbench convert: error: SRC, -o/--out and --to are required (or --list-layouts)", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
+    from mixbench.base.io import os_error_message
     from mixbench.base.safe_load import UnsafeCheckpointError
     from mixbench.convert.api import convert_checkpoint
-    from mixbench.convert.errors import ConversionError
 
     try:
         report = convert_checkpoint(
             args.src, args.out, to=args.to, arch=args.arch, source=args.source, verbose=args.verbose
         )
-    except (ConversionError, UnsafeCheckpointError, FileNotFoundError, ValueError) as err:
+    except (UnsafeCheckpointError, ValueError) as err:  # ValueError: ConversionError, CorruptCheckpointError
         print(f"mixbench convert: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # missing source, read-only or full output disk: nothing was written
+        print(f"mixbench convert: error: {os_error_message(err)}", file=sys.stderr)
         return 2
     print(f"source layout: {report.source_layout} ({report.layout_reason})")
     print(f"arch: {report.arch}; {report.n_tensors} backbone tensors -> {report.to}: {report.out_path}")
@@ -75,7 +78,7 @@ def run_convert(args: argparse.Namespace) -> int:
         print(f"  {rule:28s} {n:5d}")
     for note in report.notes:
         print(f"note: {note}")
-    print(f"pixel mean/std (RGB, 0-255): {report.meta['pixel_mean']} / {report.meta['pixel_std']}")
+    print(f"pixel mean/std (RGB, 0-255): {report.meta.pixel_mean} / {report.meta.pixel_std}")
     if report.target_settings:
         print(f"{report.to} settings these weights need (also in the file's meta['mixbench_convert']):")
         for key, value in report.target_settings.items():

@@ -99,13 +99,13 @@ def test_cmc_fold_equals_concatenated_halves(color: dict | None, halves, tmp_pat
     folded.eval()
 
     # the folded model's pixel mean: CMC's YCbCr mean mapped back to RGB (solved independently here)
-    mean = torch.tensor(rep.meta["pixel_mean"], dtype=torch.float64)
+    mean = torch.tensor(rep.meta.pixel_mean, dtype=torch.float64)
     m = torch.tensor(color["matrix"], dtype=torch.float64)
     torch.testing.assert_close(
         m @ mean + torch.tensor(color["offset"], dtype=torch.float64),
         torch.tensor(color["mean"], dtype=torch.float64),
     )
-    std = torch.tensor(rep.meta["pixel_std"])
+    std = torch.tensor(rep.meta.pixel_std)
 
     rgb = torch.rand(2, 3, 53, 67, generator=torch.Generator().manual_seed(3)) * 255
     z = (rgb - mean.float().view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)

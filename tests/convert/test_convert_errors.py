@@ -49,7 +49,7 @@ def test_wrong_arch(tmp_path: Path, r18_sd) -> None:
     # metadata claiming the wrong arch is caught by the exact key check
     moco = {
         "state_dict": {f"encoder_q.{k}": v for k, v in r18_sd.items()},
-        "meta": {"mixbench": {"arch": "resnet34"}},
+        "meta": {"mixbench": {"method": "moco", "arch": "resnet34"}},
     }
     err = _convert_fails(tmp_path, moco, "does not match torchvision's resnet34")
     assert "look like resnet18" in str(err)

@@ -19,7 +19,7 @@ from mixbench.pretrain.moco import MoCo
 def _runner_checkpoint(model: torch.nn.Module, path: Path) -> Path:
     torch.save(
         {
-            "meta": {"epoch": 1, "iter": 4, "cfg": "model = dict(...)", "mixbench": model.mixbench_meta()},
+            "meta": {"epoch": 1, "iter": 4, "cfg": "model = dict(...)", "mixbench": model.mixbench_meta().to_dict()},
             "state_dict": model.state_dict(),
             "optimizer": {"state": {}, "param_groups": [{"lr": 0.03, "params": [0, 1]}]},
         },
@@ -39,7 +39,7 @@ def test_real_moco_checkpoint(tmp_path: Path) -> None:
     ref = {k: v for k, v in moco.encoder_q.state_dict().items() if not k.startswith("fc.")}
     assert sorted(saved["state_dict"]) == sorted(ref)
     assert all(torch.equal(saved["state_dict"][k], v) for k, v in ref.items())
-    assert saved["meta"]["mixbench_convert"]["mixbench"] == moco.mixbench_meta()
+    assert saved["meta"]["mixbench_convert"]["mixbench"] == moco.mixbench_meta().to_dict()
 
 
 def test_real_cmc_checkpoint_fold(tmp_path: Path) -> None:
@@ -56,8 +56,8 @@ def test_real_cmc_checkpoint_fold(tmp_path: Path) -> None:
     folded.load_state_dict(torch.load(tmp_path / "folded.pth", weights_only=True), strict=False)
     folded.fc = torch.nn.Identity()
     folded.eval()
-    mean = torch.tensor(rep.meta["pixel_mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(rep.meta["pixel_std"]).view(1, 3, 1, 1)
+    mean = torch.tensor(rep.meta.pixel_mean).view(1, 3, 1, 1)
+    std = torch.tensor(rep.meta.pixel_std).view(1, 3, 1, 1)
     rgb = torch.rand(2, 3, 45, 37, generator=torch.Generator().manual_seed(0)) * 255
     with torch.no_grad():
         ref = cmc.extract_feat(cmc.data_preprocessor.normalize(rgb))

@@ -1,4 +1,4 @@
-"""Issue 12: convert never destroys its input and never passes on a diverged run's NaN/inf weights."""
+"""Convert never destroys its input and never passes on a diverged run's NaN/inf weights."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Round trip of issue 4: random ResNet-50 -> each source layout -> converted -> torchvision and mmdet ResNet.
+"""Round trip: random ResNet-50 -> each source layout -> converted -> torchvision and mmdet ResNet.
 
 Reference: the original torchvision model. Every parameter and buffer must come back bit-identical, and the
 four stage outputs of torchvision's and mmdet's models must agree on the same input.
@@ -26,6 +26,7 @@ MOCO_META = {
     "pixel_std": [58.395, 57.12, 57.375],
     "color": None,
     "mixture": {"kind": "region", "n": 5},
+    "moco": {"dim": 128, "K": 65536, "m": 0.999, "T": 0.2, "mlp": True},
     "config_name": "moco_v2_r50",
 }
 
@@ -181,8 +182,8 @@ def test_idempotent_reconversion(ref: torchvision.models.ResNet, tmp_path: Path)
             sd = again["state_dict"] if to == "mmdet" else again
             _assert_same_tensors(sd, first["state_dict"])
             # what the transfer stage needs survives a second conversion
-            assert rep.meta["pixel_mean"] == MOCO_META["pixel_mean"] and rep.meta["mixbench"] == MOCO_META
-            assert rep.meta["previous"]["source_layout"] == "mixbench-moco"
+            assert rep.meta.pixel_mean == MOCO_META["pixel_mean"] and rep.meta.mixbench.to_dict() == MOCO_META
+            assert rep.meta.previous["source_layout"] == "mixbench-moco"
     assert sidecar_meta_path(tmp_path / "a_tv.pth").is_file()
 
 
@@ -204,7 +205,7 @@ def test_detectron2_output(ref: torchvision.models.ResNet, tmp_path: Path) -> No
     with open(tmp_path / "d2.pkl", "rb") as f:
         obj = pickle.load(f)  # our own file, written by this test: reading it here is safe
     assert obj["__author__"] == "mixbench" and obj["matching_heuristics"] is True
-    assert obj["meta"]["mixbench_convert"]["source_sha256"] == rep.meta["source_sha256"]
+    assert obj["meta"]["mixbench_convert"]["source_sha256"] == rep.meta.source_sha256
     model = obj["model"]
     ref_sd = {k: v for k, v in ref.state_dict().items() if not k.startswith("fc.")}
     assert sorted(model) == sorted(_moco_detectron2_name(k) for k in ref_sd)

@@ -51,7 +51,7 @@ def test_malicious_checkpoint_refused_by_every_entry_point(tmp_path: Path, evil_
     assert not marker.exists()
 
     from mixbench.evaluate import load_feature_extractor
-    from mixbench.transfer.runner import Checkpoint, TransferError, prepare_checkpoint
+    from mixbench.transfer.checkpoint import Checkpoint, TransferError, prepare_checkpoint
 
     with pytest.raises(UnsafeCheckpointError, match="evil.pth.*nothing from the file was run"):
         load_feature_extractor(src)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from mixbench.base.color import YCBCR_MEAN, YCBCR_STD
 from mixbench.pretrain.cmc import CMC, split_views
-from mixbench.pretrain.memory import update_memory_bank
+from mixbench.pretrain.negatives import update_memory_bank
 
 
 def test_ycbcr_split_by_hand():
@@ -35,7 +35,7 @@ def test_half_width_resnet50_keys_and_channels():
     assert sd["encoder_ab.conv1.weight"].shape == (32, 2, 7, 7)
     assert sd["encoder_l.layer4.2.conv3.weight"].shape == (1024, 256, 1, 1)
     assert sd["encoder_l.layer1.0.downsample.0.weight"].shape == (128, 32, 1, 1)
-    assert m.mixbench_meta()["feature_dim"] == 2048 and m.mixbench_meta()["color"]["space"] == "ycbcr"
+    assert m.mixbench_meta().feature_dim == 2048 and m.mixbench_meta().color["space"] == "ycbcr"
     assert m.extract_feat(torch.zeros(2, 3, 32, 32)).shape == (2, 2048)
     # the two halves, the two memory banks and their NCE normalisers: nothing else (the converter's contract)
     assert {k.split(".")[0] for k in sd} == {"encoder_l", "encoder_ab", "memory_l", "memory_ab", "Z_l", "Z_ab"}

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from mixbench.pretrain.losses import contrastive_logits
-from mixbench.pretrain.memory import dequeue_and_enqueue
 from mixbench.pretrain.moco import MoCo
+from mixbench.pretrain.negatives import dequeue_and_enqueue
 
 
 def test_queue_update_wraps_and_stores_keys():
@@ -111,13 +111,13 @@ def test_unmix_needs_query_only_mixing():
         logits = torch.cat([(q * keys).sum(1, keepdim=True), q @ queue_before], 1) / m.T
         return -torch.log_softmax(logits, 1)[:, 0]
 
-    a1 = plan.coefs[0]
-    assert bool(plan.apply.all())  # p = 1: every sample mixed
+    a1 = plan.alphas[0]
+    assert bool(plan.mixed.all())  # p = 1: every sample mixed
     expected = (a1 * ce(k[plan.perms[0]])).mean() + ((1 - a1) * ce(k)).mean()
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_meta_is_plain_data(moco):
-    meta = moco.mixbench_meta()
+    meta = moco.mixbench_meta().to_dict()
     assert meta["method"] == "moco" and meta["arch"] == "resnet18" and meta["feature_dim"] == 512
     assert meta["pixel_mean"] == [123.675, 116.28, 103.53] and meta["color"] is None

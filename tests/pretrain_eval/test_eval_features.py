@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn as nn
@@ -81,7 +83,7 @@ def test_moco_checkpoint_uses_encoder_q_without_head(tmp_path, rgb):
     model = MoCo(arch="resnet18", dim=16, K=32, mlp=True)
     randomize_bn(model.encoder_q, 4)
     mean, std = [120.0, 110.0, 100.0], [50.0, 55.0, 60.0]
-    meta = model.mixbench_meta() | {"pixel_mean": mean, "pixel_std": std}
+    meta = dataclasses.replace(model.mixbench_meta(), pixel_mean=mean, pixel_std=std).to_dict()
     path = tmp_path / "epoch_1.pth"
     torch.save({"state_dict": model.state_dict(), "meta": {"mixbench": meta}, "message_hub": {}}, path)
 
@@ -134,7 +136,7 @@ def test_live_model_extractor_equals_its_saved_checkpoint(tmp_path, rgb):
     randomize_bn(model.encoder_q, 7)
     model.train()
     path = tmp_path / "epoch_1.pth"
-    torch.save({"state_dict": model.state_dict(), "meta": {"mixbench": model.mixbench_meta()}}, path)
+    torch.save({"state_dict": model.state_dict(), "meta": {"mixbench": model.mixbench_meta().to_dict()}}, path)
     live = model_extractor(model)
     assert model.training and next(model.parameters()).requires_grad  # the training model is untouched
     torch.testing.assert_close(live(rgb), load_feature_extractor(path)(rgb), rtol=0, atol=0)
