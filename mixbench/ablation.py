@@ -3,22 +3,23 @@
 One ablation config (``configs/pipeline/ablation_synthetic.py``) names a base pretraining config, the variants
 (mixture settings merged into ``model.data_preprocessor``), the seeds and the schedule. Each (variant, seed) is one
 run: a leaf config (base + its deltas) is written to ``work_dir/runs/<variant>_s<seed>_<key>/`` and pretrained
-by a ``mixbench pretrain`` subprocess through :func:`mixbench.pipeline.run_jobs` (parallel one-thread jobs on CPU).
+by a ``mixbench pretrain`` subprocess through :func:`mixbench.jobs.run_jobs` (parallel one-thread jobs on CPU).
 The final checkpoint is then read back through :func:`mixbench.evaluate.load_feature_extractor` (the converter's
 checked path) for the weighted kNN top-1 (``mixbench.pretrain.knn``) and Fig. 5's mean maximum probability
 (``mixbench.pretrain.flatness``). Each run leaves one JSON record in ``results_dir/records/``; the tables
 (``results_dir/table.{md,csv}``) are built from the records only.
 
-Resumable: ``key`` is the sha256 of the base config's merged content, the run's deltas and the seed. A record
-with the same key is reused; a finished pretraining (``stage.json`` with the checkpoint's sha256) is evaluated
-without training; an interrupted one resumes from its last mmengine checkpoint.
+Resumable: each run is keyed by its pretraining run key (:func:`mixbench.pretrain.train.pretrain_run_key`: the
+leaf config's resolved content, data root and seed). A record with the same key is reused; a finished pretraining
+(``stage.json`` with the checkpoint's sha256) is evaluated without training; an interrupted one resumes from its
+last mmengine checkpoint. Records carry where they were made (:func:`mixbench.base.provenance.provenance`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,15 +27,10 @@ from typing import Any
 
 from mixbench.base.config import resolve_config
 from mixbench.base.io import atomic_write_json, atomic_write_text, sha256_file
-from mixbench.pipeline import (
-    Job,
-    PipelineError,
-    ensure_data,
-    finished_pretraining,
-    last_checkpoint,
-    parallel_settings,
-    run_jobs,
-)
+from mixbench.base.provenance import provenance
+from mixbench.base.runkey import key_id
+from mixbench.jobs import Job, finished_pretraining, last_checkpoint, parallel_settings, run_jobs
+from mixbench.pipeline import PipelineError, ensure_data
 
 REQUIRED_KEYS = ("base_config", "seeds", "epochs", "variants", "data_dir", "work_dir", "results_dir", "evaluation")
 METRICS = (("knn_top1", "kNN top-1 (%)", 100.0, 2), ("flatness_max_prob", "mean max prob (Fig. 5)", 1.0, 5))
@@ -50,12 +46,13 @@ class Run:
 
     variant: dict[str, Any]
     seed: int
-    key: str  # sha256 of the base config's content + the run's deltas + seed (first 16 hex digits)
+    key: str  # id of run_key (mixbench.base.runkey.key_id)
     run_dir: Path
     config_path: Path
     record_path: Path
     config_text: str
     epochs: int
+    run_key: dict[str, Any]
 
 
 def _log(msg: str) -> None:
@@ -126,22 +123,31 @@ def run_config_text(cfg: dict[str, Any], variant: dict[str, Any], seed: int) -> 
     return "\n".join(lines) + "\n"
 
 
-def plan_runs(cfg: dict[str, Any]) -> list[Run]:
-    """Every (variant, seed) of the config, keyed by its merged config and seed, in table order."""
-    from mmengine.config import Config
+def leaf_run_key(text: str, name: str) -> dict[str, Any]:
+    """The pretraining run key of the leaf config ``text`` saved as ``<name>.py``, resolved as ``mixbench pretrain``
+    resolves it (the base config's content included, so editing a base file retrains instead of reusing)."""
+    from mixbench.pretrain.train import build_config, pretrain_run_key
 
-    # the base's merged content is part of every key, so editing a base file retrains instead of reusing
-    base = json.dumps(Config.fromfile(cfg["base_config"]).to_dict(), sort_keys=True, default=repr)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{name}.py"
+        path.write_text(text)
+        try:
+            return pretrain_run_key(build_config(path, work_dir=tmp), path)
+        except (ValueError, FileNotFoundError) as err:
+            raise AblationError(f"run {name}: {err}") from None
+
+
+def plan_runs(cfg: dict[str, Any]) -> list[Run]:
+    """Every (variant, seed) of the config, keyed by its pretraining run key, in table order."""
     runs = []
     for variant in cfg["variants"]:
         for seed in cfg["seeds"]:
+            name = f"{variant['key']}_s{seed}"
             text = run_config_text(cfg, variant, seed)
-            delta = text.split("\n", 1)[1]  # without the comment line naming the ablation file
-            key = hashlib.sha256(f"{base}\n{delta}\nseed={seed}".encode()).hexdigest()[:16]
-            run_dir = Path(cfg["work_dir"]) / "runs" / f"{variant['key']}_s{seed}_{key}"
-            runs.append(Run(variant, int(seed), key, run_dir, run_dir / f"{variant['key']}_s{seed}.py",
-                            Path(cfg["results_dir"]) / "records" / f"{variant['key']}_s{seed}.json", text,
-                            int(cfg["epochs"])))
+            key = leaf_run_key(text, name)
+            run_dir = Path(cfg["work_dir"]) / "runs" / f"{name}_{key_id(key)}"
+            runs.append(Run(variant, int(seed), key_id(key), run_dir, run_dir / f"{name}.py",
+                            Path(cfg["results_dir"]) / "records" / f"{name}.json", text, int(cfg["epochs"]), key))
     return runs
 
 
@@ -344,7 +350,7 @@ def run_ablation(config: str | Path, overrides: dict[str, Any] | None = None, fo
             "mix": run.variant.get("mix") or {}, "seed": run.seed, "key": run.key, "epochs": int(cfg["epochs"]),
             "base_config": Path(cfg["base_config"]).name, "config": str(run.config_path),
             "checkpoint": str(checkpoints[run.key]), "checkpoint_sha256": sha256_file(checkpoints[run.key]),
-            **result,
+            "run_key": run.run_key, **result, **provenance(),
         }
         atomic_write_json(run.record_path, record)
         _log(f"{run.variant['key']} seed {run.seed}: kNN top-1 {100 * result['knn_top1']:.2f}%, "

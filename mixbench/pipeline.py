@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mixbench.base.config import parse_cfg_options, resolve_config
+from mixbench.base.config import ConfigOptionError, parse_cfg_options, resolve_config
 from mixbench.base.io import atomic_write_json, atomic_write_text, sha256_file
 from mixbench.base.procs import raise_on_signals
 from mixbench.base.runkey import key_id
@@ -247,6 +247,8 @@ def run_pipeline(config: str | Path | None = None, force: bool = False) -> dict[
                 return _run_stages(cfg, force)
         except WorkDirError as err:
             raise PipelineError(str(err)) from None
+        except ConfigOptionError as err:  # a cfg_options key of the pipeline config that its stage config lacks
+            raise PipelineError(f"{cfg['_path']}: {err}") from None
         except OSError as err:  # a full or read-only disk under one of the pipeline's own folders
             raise PipelineError(f"{err.filename}: {err.strerror}" if err.filename and err.strerror else str(err)
                                 ) from None

@@ -11,8 +11,10 @@ Run::
     mixbench linear configs/linear/linear_1xb256-60e_in100.py --checkpoint work_dirs/moco/epoch_800.pth
     torchrun --nproc-per-node 8 -m mixbench.cli linear CONFIG --checkpoint C --launcher pytorch
 
-Registered here (mmengine root registries): ``LinearClassifier`` (model) and ``TopKAccuracy`` (metric;
-mmpretrain's Accuracy is not a dependency). Images come from ``mixbench.pretrain.data.ImageFolderViews``.
+The frozen extractor is built by the caller and handed to :func:`run_linear` (``mixbench linear`` reads the
+checkpoint with ``mixbench.evaluate.load_feature_extractor``, any layout the converter knows), so this stage needs
+nothing above it. Registered here (mmengine root registries): ``LinearClassifier`` (model) and ``TopKAccuracy``
+(metric; mmpretrain's Accuracy is not a dependency). Images come from ``mixbench.pretrain.data.ImageFolderViews``.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from mmengine.evaluator import BaseMetric
 from mmengine.model import BaseModel
 from mmengine.registry import METRICS, MODELS
 
-from mixbench.base.launch import init_cpu_process_group, use_cpu_ddp
-from mixbench.base.precision import apply_run_settings
+from mixbench.base.dist import rank
+from mixbench.base.io import atomic_write_json
+from mixbench.base.lifecycle import apply_run, init_launcher, load_config, run_runner
+from mixbench.base.provenance import provenance
 from mixbench.pretrain import data as _data  # noqa: F401  (registers ImageFolderViews, eval_collate)
 from mixbench.pretrain.data import resolve_classes
 
@@ -40,9 +44,8 @@ class LinearClassifier(BaseModel):
     """Frozen :class:`mixbench.pretrain.features.FeatureExtractor` + trainable ``Linear(feature_dim, num_classes)``.
 
     Args:
-        extractor: config of the frozen extractor, built from mmengine's ``MODELS`` registry; the configs use
-            ``dict(type='CheckpointFeatureExtractor', spec=CKPT)`` (``mixbench.evaluate``), whose ``spec`` (a
-            checkpoint path or ``random:<arch>``) ``mixbench linear`` injects: never written in a config.
+        extractor: the frozen extractor (any module with ``feature_dim``), e.g.
+            ``mixbench.evaluate.load_feature_extractor(CKPT)`` or ``features.random_extractor('resnet50')``.
         num_classes: classes C of the task.
 
     Shape: inputs (N, 3, H, W) uint8 RGB -> logits (N, C).
@@ -50,15 +53,15 @@ class LinearClassifier(BaseModel):
 
     def __init__(
         self,
-        extractor: dict,
+        extractor: nn.Module,
         num_classes: int,
         data_preprocessor: dict | None = None,
         init_cfg: dict | None = None,
     ) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        if not extractor.get("spec"):
-            raise ValueError("model.extractor.spec is not set: pass --checkpoint CKPT (or random:resnet50)")
-        self.backbone = MODELS.build(extractor)
+        if not isinstance(extractor, nn.Module):
+            raise TypeError(f"extractor must be a built feature extractor (nn.Module), got {type(extractor).__name__}")
+        self.backbone = extractor
         self.head = nn.Linear(self.backbone.feature_dim, num_classes)
         nn.init.normal_(self.head.weight, std=0.01)  # MoCo main_lincls init
         nn.init.zeros_(self.head.bias)
@@ -105,6 +108,33 @@ class TopKAccuracy(BaseMetric):
         return {key: sum(r[key] for r in results) / len(results) for key in results[0]}
 
 
+def _default_work_dir(config: str | Path, checkpoint: str) -> str:
+    """``work_dirs/linear/<config name>_<checkpoint name>``."""
+    ckpt_name = Path(str(checkpoint).replace("random:", "random_")).stem
+    return str(Path("work_dirs") / "linear" / f"{Path(config).stem}_{ckpt_name}")
+
+
+def _model_builder(extractor: nn.Module, config: str | Path):
+    """Builds the config's ``LinearClassifier`` around ``extractor`` when the Runner builds its model (after it
+    seeded the run, so the head's initialisation follows the run's seed)."""
+
+    def build(model_cfg: Any) -> LinearClassifier:
+        kwargs = dict(model_cfg)
+        if kwargs.pop("type", None) not in ("LinearClassifier", LinearClassifier):
+            raise ValueError(f"{config}: model.type must be 'LinearClassifier', got {model_cfg.get('type')!r}")
+        kwargs.pop("extractor", None)
+        return LinearClassifier(extractor=extractor, **kwargs)
+
+    return build
+
+
+def _validation_metrics(runner: Any) -> dict[str, float]:
+    """Train, then read the last validation metrics mmengine logged."""
+    runner.train()
+    hub = runner.message_hub
+    return {k[len("val/"):]: float(v.current()) for k, v in hub.log_scalars.items() if k.startswith("val/")}
+
+
 def run_linear(
     config: str | Path,
     checkpoint: str,
@@ -112,50 +142,25 @@ def run_linear(
     cfg_options: dict[str, Any] | None = None,
     launcher: str = "none",
     amp: bool = False,
+    *,
+    extractor: nn.Module,
 ) -> dict[str, Any]:
-    """Train and evaluate the linear classifier; returns the final validation metrics (+ run facts).
+    """Train and evaluate the linear classifier on ``extractor``; returns the final validation metrics (+ run facts).
 
-    ``amp``: :mod:`mixbench.base.precision` (bf16/fp16 on a GPU, fp32 on CPU); stored in the result's ``run``.
-
-    The checkpoint is injected as ``model.extractor.spec``; ``model.num_classes=None`` in a config means
-    "count the class folders" (the synthetic preset). The result is also written to
-    ``WORK_DIR/linear_result.json``.
+    ``checkpoint`` names what the extractor was read from (it names the work dir and the result). ``amp``:
+    :mod:`mixbench.base.precision` (bf16/fp16 on a GPU, fp32 on CPU); stored in the result's ``run``.
+    ``model.num_classes=None`` in a config means "count the class folders" (the synthetic preset). The result is
+    also written to ``WORK_DIR/linear_result.json``.
     """
-    from mmengine.config import Config
-    from mmengine.runner import Runner
-
-    from mixbench.base.hooks import guard_config
-    from mixbench.base.io import atomic_write_json
-    from mixbench.base.safe_load import allow_mmengine_checkpoints
-
-    cfg = Config.fromfile(str(config))
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    cfg.model.extractor.spec = str(checkpoint)
+    init_launcher(launcher)
+    cfg = load_config(config, cfg_options)
+    # what the classifier is built on, for the dumped config and the log; the module itself is handed over
+    cfg.model.extractor = dict(source=str(checkpoint), feature_dim=int(extractor.feature_dim))
     if cfg.model.get("num_classes") is None:
         ds = cfg.train_dataloader.dataset
         cfg.model.num_classes = len(resolve_classes(ds.root, ds.get("classes")))
-    ckpt_name = Path(str(checkpoint).replace("random:", "random_")).stem
-    cfg.work_dir = work_dir or str(Path("work_dirs") / "linear" / f"{Path(config).stem}_{ckpt_name}")
-    cfg.launcher = launcher
-    run = apply_run_settings(cfg, amp=amp)
-    if launcher != "none" and not torch.cuda.is_available():
-        init_cpu_process_group(launcher)
-        use_cpu_ddp(cfg)
-    guard_config(cfg)  # stop at a non-finite loss; checkpoint saves that cannot lose the last good one
-    allow_mmengine_checkpoints()
-    runner = Runner.from_cfg(cfg)
-    if runner.rank == 0:
-        from mixbench.base.locks import work_dir_lock
-
-        with work_dir_lock(cfg.work_dir):  # a second linear eval on this work dir is refused, not interleaved
-            runner.train()
-    else:
-        runner.train()
-    hub = runner.message_hub
-    metrics = {
-        k[len("val/") :]: float(v.current()) for k, v in hub.log_scalars.items() if k.startswith("val/")
-    }
+    run = apply_run(cfg, work_dir=work_dir or _default_work_dir(config, checkpoint), launcher=launcher, amp=amp)
+    metrics = run_runner(cfg, _validation_metrics, build_model=_model_builder(extractor, config))
     if "accuracy/top1" not in metrics:
         raise RuntimeError(f"{cfg.work_dir}: validation did not run (no accuracy/top1 logged)")
     result = {
@@ -163,11 +168,11 @@ def run_linear(
         "config": str(config),
         "epochs": int(cfg.train_cfg.max_epochs),
         "num_classes": int(cfg.model.num_classes),
-        "feature_dim": int(runner.model.backbone.feature_dim) if hasattr(runner.model, "backbone") else None,
+        "feature_dim": int(extractor.feature_dim),
         "metrics": metrics,
         "run": run,
+        **provenance(),
     }
-    if runner.rank == 0:
+    if rank() == 0:
         atomic_write_json(Path(cfg.work_dir) / "linear_result.json", result)
     return result
-

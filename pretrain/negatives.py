@@ -1,8 +1,7 @@
-"""Negatives and cross-process helpers shared by MoCo and CMC: the MoCo queue, the CMC memory bank,
-``concat_all_gather`` and the batch shuffle/unshuffle behind shuffle-BN.
+"""Negatives shared by MoCo and CMC: the MoCo queue, the CMC memory bank, and the cross-process pieces they need
+(``concat_all_gather`` and the batch shuffle/unshuffle behind shuffle-BN).
 
-Every helper works with ``torch.distributed`` (any backend, gloo on CPU included) and is a no-op on one
-process,
+Every helper works with ``torch.distributed`` (any backend, gloo on CPU included) and is a no-op on one process,
 so the same code runs in tests, on a laptop and under torchrun.
 """
 
@@ -12,14 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-
-def world_size() -> int:
-    """Number of processes (1 when torch.distributed is not initialised)."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+from mixbench.base.dist import rank, world_size
 
 
 @torch.no_grad()

@@ -16,7 +16,7 @@ from mixbench.ablation import load_ablation_config, plan_runs, render_table, sum
 CONFIG = "configs/pipeline/ablation_synthetic.py"
 
 
-def test_shipped_config_states_the_issue_variants():
+def test_shipped_config_states_the_ablation_variants():
     cfg = load_ablation_config(CONFIG)
     assert cfg["seeds"] == [0, 1, 2] and cfg["epochs"] == 12
     assert Path(cfg["base_config"]).name == "moco_r18_synthetic.py"
@@ -63,6 +63,20 @@ def test_run_keys_follow_config_content_and_seed(tmp_path):
     c = plan_runs(load_ablation_config(CONFIG, {"work_dir": str(tmp_path), "epochs": 11}))
     assert not {r.key for r in a} & {r.key for r in c}  # another schedule: nothing reused
     assert a[0].record_path.name == "moco_s0.json" and a[0].run_dir.name.startswith("moco_s0_")
+
+
+def test_run_keys_leave_out_how_a_run_logs_and_state_what_decides_it(tmp_path):
+    from mixbench.base.runkey import key_id
+
+    cfg = load_ablation_config(CONFIG, {"work_dir": str(tmp_path), "seeds": [0], "only": ["moco"]})
+    (run,) = plan_runs(cfg)
+    logged = dict(cfg, common_cfg={**cfg["common_cfg"], "default_hooks.logger": dict(type="LoggerHook", interval=7)})
+    assert [r.key for r in plan_runs(logged)] == [run.key]  # where and how a run logs does not decide its result
+    faster = dict(cfg, common_cfg={**cfg["common_cfg"], "optim_wrapper.optimizer.lr": 0.5})
+    assert [r.key for r in plan_runs(faster)] != [run.key]
+    assert run.key == key_id(run.run_key) and run.run_dir.name == f"moco_s0_{run.key}"
+    assert (run.run_key["config"], run.run_key["seed"], run.run_key["world_size"]) == ("moco_s0", 0, 1)
+    assert run.run_key["data_root"] == str(Path("data/demo/imagenet/train").absolute())
 
 
 def _record(variant: str, seed: int, knn: float, flat: float, name: str | None = None) -> dict:
@@ -155,6 +169,7 @@ def test_tiny_ablation_end_to_end_and_resume(synthetic_root, tmp_path, monkeypat
 
     meta = safe_torch_load(ckpt_meta)["meta"]["mixbench"]
     assert meta["mixture"]["region"]["semantics"] == "authors"
+    assert rec["run_key"]["seed"] == 0 and rec["packages"]["mmengine"] == "0.10.7" and "git_commit" in rec
     second = run_ablation(config, overrides)  # everything reused: no training, same table
     assert second["trained"] == 0 and second["reused"] == 2
     assert second["rows"] == first["rows"]

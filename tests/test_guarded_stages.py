@@ -1,5 +1,5 @@
-"""Issue 12: every training stage runs with the finite-loss check and the safe checkpoint hook, and the
-command lines turn bad input (missing config, NaN checkpoint) into one clear error line."""
+"""Every training stage runs with the finite-loss check and the safe checkpoint hook, and the command lines turn
+bad input (missing config, NaN checkpoint) into one clear error line."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def test_pretraining_config_is_guarded(tmp_path):
 
 
 def test_transfer_config_is_guarded(tmp_path):
-    from mixbench.transfer.runner import Checkpoint, build_config
+    from mixbench.transfer.checkpoint import Checkpoint
+    from mixbench.transfer.config import build_config
 
     cfg = build_config(REPO / "configs/transfer/demo/faster-rcnn_r18_fpn_frozen-bn_demo_voc0712.py",
                        Checkpoint("random", None), tmp_path)
@@ -35,6 +36,7 @@ def test_linear_eval_runner_is_guarded(tmp_path, monkeypatch):
     """The linear config keeps max_keep_ckpts=1: exactly the case where mmengine's hook can lose everything."""
     from mmengine.runner import Runner
 
+    from mixbench.pretrain.features import random_extractor
     from mixbench.pretrain.linear import run_linear
 
     seen = []
@@ -49,7 +51,7 @@ def test_linear_eval_runner_is_guarded(tmp_path, monkeypatch):
     monkeypatch.setattr(Runner, "from_cfg", capture)
     with pytest.raises(Stop):
         run_linear(REPO / "configs/linear/linear_1xb256-60e_in100.py", "random:resnet18", str(tmp_path),
-                   cfg_options={"model.num_classes": 100})
+                   cfg_options={"model.num_classes": 100}, extractor=random_extractor("resnet18"))
     _assert_guarded(seen[0])
     assert seen[0].default_hooks.checkpoint.max_keep_ckpts == 1
 
@@ -63,7 +65,7 @@ def test_pretrain_cli_missing_config_is_one_line(capsys):
 
 
 def test_transfer_cli_names_nan_weights_instead_of_blaming_depth(tmp_path, capsys):
-    """Finding 3: a NaN checkpoint reached the load check, which blamed 'depth, width' (NaN != NaN)."""
+    """A NaN checkpoint is named as such, not blamed on 'depth, width' by the load check (NaN != NaN)."""
     from mixbench.cli import main
 
     sd = {k: v for k, v in torchvision.models.resnet18().state_dict().items() if not k.startswith("fc.")}

@@ -1,8 +1,9 @@
-"""Distributed runs on CPU: the adjustments mmengine 0.10.7's Runner needs to run with gloo (DESIGN.md, stack facts).
+"""Starting the processes of a run: mmengine's launchers on GPUs, and the adjustments its Runner needs on CPU.
 
-On GPUs mmengine's launchers (``launcher='pytorch'|'slurm'``) do everything. On CPU they call
-``torch.cuda.set_device``, so every stage (pretraining, linear evaluation, detection transfer) initialises the gloo
-process group here first (mmengine then skips its own initialisation) and hands DDP no GPU id.
+On GPUs mmengine's launchers (``launcher='pytorch'|'slurm'``) do everything (nccl). On CPU they call
+``torch.cuda.set_device``, so the gloo process group is initialised here first (mmengine then skips its own
+initialisation) and DDP gets no GPU id. Every stage starts its processes through :func:`init_launcher` before its
+Runner is built, so each process knows its rank before it takes the work dir.
 """
 
 from __future__ import annotations
@@ -44,3 +45,22 @@ def use_cpu_ddp(cfg: Any) -> None:
     """Runner config for gloo: DDP without a device id (the default passes the local rank as a GPU id)."""
     cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None)
     cfg.env_cfg = dict(cfg.get("env_cfg") or {}, dist_cfg=dict(backend="gloo"))
+
+
+def init_launcher(launcher: str) -> int:
+    """Initialise the process group of ``launcher`` (if any) and return the world size.
+
+    GPUs: mmengine's ``init_dist`` with nccl; CPU: :func:`init_cpu_process_group` (gloo).
+    """
+    import torch
+    import torch.distributed as dist
+
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"unknown launcher {launcher!r}; use one of {LAUNCHERS}")
+    if launcher != "none" and torch.cuda.is_available():
+        from mmengine.dist import init_dist
+
+        if not dist.is_initialized():
+            init_dist(launcher, backend="nccl")
+        return dist.get_world_size()
+    return init_cpu_process_group(launcher)

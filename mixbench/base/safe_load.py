@@ -153,7 +153,7 @@ def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu") 
             refused = []
         detail = f"refused globals: {', '.join(refused)}" if refused else str(err).splitlines()[0]
         raise UnsafeCheckpointError(
-            f"{path}: refused to load: unpickling it would need code or classes outside the weights-only safe set "
+            f"{path}: refused: unpickling it would need code or classes outside the weights-only safe set "
             f"({detail}). mixbench only loads checkpoints with weights_only=True; nothing from the file was run. "
             "Re-save the weights as a plain state_dict of tensors (torch.save(model.state_dict(), ...))."
         ) from None

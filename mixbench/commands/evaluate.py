@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from mixbench.base import launch
+from mixbench.base.config import add_cfg_options
 from mixbench.base.precision import AMP_HELP
 
 
@@ -16,16 +18,18 @@ def _linear(args: argparse.Namespace) -> int:
 
     from mixbench.base.config import parse_cfg_options, resolve_config
     from mixbench.base.hooks import NonFiniteLossError
-    from mixbench.base.locks import WorkDirLockedError
+    from mixbench.base.locks import WorkDirError
+    from mixbench.base.safe_load import UnsafeCheckpointError
+    from mixbench.evaluate import load_feature_extractor
     from mixbench.pretrain.linear import run_linear
 
     try:
-        result = run_linear(
-            resolve_config(args.config), args.checkpoint, args.work_dir, parse_cfg_options(args.cfg_options),
-            args.launcher, amp=args.amp,
-        )
-    # Errors whose message names the file and the problem (a diverged run, a held work dir, unreadable data).
-    except (FileNotFoundError, ValueError, NonFiniteLossError, WorkDirLockedError) as err:
+        config, cfg_options = resolve_config(args.config), parse_cfg_options(args.cfg_options)
+        result = run_linear(config, args.checkpoint, args.work_dir, cfg_options, args.launcher, amp=args.amp,
+                            extractor=load_feature_extractor(args.checkpoint))
+    # Errors whose message names the file and the problem (a diverged run, a held work dir, unreadable data, a
+    # checkpoint that would need pickled code).
+    except (FileNotFoundError, ValueError, NonFiniteLossError, WorkDirError, UnsafeCheckpointError) as err:
         print(f"mixbench linear: error: {err}", file=sys.stderr)
         return 2
     m = result["metrics"]
@@ -54,7 +58,7 @@ def _knn(args: argparse.Namespace) -> int:
 
     from mixbench.evaluate import load_feature_extractor
     from mixbench.pretrain.data import eval_collate
-    from mixbench.pretrain.knn import knn_top1
+    from mixbench.pretrain.knn import KNN_K, KNN_T, knn_top1
 
     loaders = [
         DataLoader(_image_folder(args, split), batch_size=args.batch_size, num_workers=args.workers,
@@ -63,10 +67,12 @@ def _knn(args: argparse.Namespace) -> int:
     ]
     extractor = load_feature_extractor(args.checkpoint).to(args.device)
     n_classes = len(loaders[0].dataset.classes)
-    r = knn_top1(extractor, *loaders, k=args.k, T=args.T, num_classes=n_classes, device=args.device)
+    T = KNN_T if args.T is None else args.T
+    r = knn_top1(extractor, *loaders, k=KNN_K if args.k is None else args.k, T=T, num_classes=n_classes,
+                 device=args.device)
     print(
         f"kNN top-1 {r['top1'] * 100:.2f}% ({args.checkpoint}, {extractor.info.get('method')} "
-        f"{extractor.info.get('arch')}, {extractor.feature_dim}-d): k={r['k']}, T={args.T}, "
+        f"{extractor.info.get('arch')}, {extractor.feature_dim}-d): k={r['k']}, T={T}, "
         f"{r['n_train']} train / {r['n_val']} val images, {n_classes} classes, centre crop {args.img_size}"
     )
     return 0
@@ -111,8 +117,10 @@ def _flatness(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from mixbench.pretrain.bench import main
-
+    if args.data:
+        from mixbench.pretrain.bench_data import main
+    else:
+        from mixbench.pretrain.bench_mixing import main
     return main(args)
 
 
@@ -131,16 +139,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--checkpoint", required=True, help="pretraining checkpoint, torchvision state_dict or random:<arch>"
     )
     p.add_argument("--work-dir", default=None, help="default: work_dirs/linear/<config>_<checkpoint>")
-    p.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help="override config keys")
-    p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
+    add_cfg_options(p)
+    p.add_argument("--launcher", choices=launch.LAUNCHERS, default="none")
     p.add_argument("--amp", action="store_true", help=AMP_HELP)
     p.set_defaults(func=_linear)
 
-    p = sub.add_parser("knn", help="weighted kNN top-1 on frozen features (k=200, T=0.1)")
+    p = sub.add_parser("knn", help="weighted kNN top-1 on frozen features (the InstDisc/MoCo vote)")
     p.add_argument("--checkpoint", required=True, help="pretraining checkpoint or random:<arch>")
     p.add_argument("--data", required=True, help="ImageNet-style root with train/ and val/ class folders")
-    p.add_argument("--k", type=int, default=200)
-    p.add_argument("--T", type=float, default=0.1)
+    # defaults resolved when the command runs: pretrain.knn holds them and imports torch, which --help does not need
+    p.add_argument("--k", type=int, default=None, help="neighbours (default: pretrain.knn.KNN_K)")
+    p.add_argument("--T", type=float, default=None, help="temperature (default: pretrain.knn.KNN_T)")
     _add_image_args(p, 224, 256)
     p.set_defaults(func=_knn)
 
@@ -170,7 +179,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--K", type=int, default=4096, help="MoCo queue size")
     b.add_argument("--device", default="cpu")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--data", default=None, help="ImageNet-style JPEG folder: compare the data pipelines (issue 13)")
+    b.add_argument("--semantics", default="authors", help="mixture semantics timed: 'authors' (the released code, "
+                   "which produced the paper's tables) or 'paper_eq' (the printed equations)")
+    b.add_argument("--data", default=None, help="ImageNet-style JPEG folder: bench the data path instead")
     b.add_argument("--workers", type=int, default=_default_workers(), help="DataLoader workers (--data)")
     b.add_argument("--amp", action="store_true", help="bf16 autocast (AmpOptimWrapper; CUDA, --data)")
     b.add_argument("--channels-last", action="store_true", help="channels_last model and views (--data)")

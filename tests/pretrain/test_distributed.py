@@ -1,4 +1,5 @@
-"""Gather, shuffle-BN and the queue with 2 CPU processes (gloo), compared to a single-process reference."""
+"""Gather, shuffle-BN, the queue and per-process seeds with 2 CPU processes (gloo), compared to a single-process
+reference."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from mixbench.pretrain.memory import batch_shuffle, batch_unshuffle, concat_all_gather, dequeue_and_enqueue
+from mixbench.base import dist as base_dist
+from mixbench.pretrain.negatives import batch_shuffle, batch_unshuffle, concat_all_gather, dequeue_and_enqueue
 
 B, C = 4, 3
 
@@ -50,7 +52,10 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         y = batch_unshuffle(F_bn(x_sh), idx_un)
         queue, ptr = torch.zeros(C, 16), torch.zeros(1, dtype=torch.long)
         dequeue_and_enqueue(queue, ptr, x)
-        torch.save({"gathered": gathered, "bn": y, "queue": queue, "ptr": ptr}, f"{out_dir}/r{rank}.pt")
+        torch.manual_seed(7)  # what mmengine's randomness.seed does on every process before the model is built
+        seeds = [base_dist.process_seed(11), base_dist.process_seed(None)]
+        torch.save({"gathered": gathered, "bn": y, "queue": queue, "ptr": ptr, "seeds": seeds,
+                    "place": (base_dist.rank(), base_dist.world_size())}, f"{out_dir}/r{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -65,11 +70,16 @@ def test_two_process_gather_shuffle_bn_and_queue(tmp_path):
         torch.testing.assert_close(out["bn"], ref[r * B : (r + 1) * B])  # each rank gets its own samples back
         torch.testing.assert_close(out["queue"][:, : 2 * B], x_all.T)  # both ranks enqueue the global batch
         assert int(out["ptr"]) == 2 * B
+        assert out["place"] == (r, 2)
+        # a given seed and one drawn from torch's (equally seeded) generator, each offset by the rank
+        drawn = int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(7)))
+        assert out["seeds"] == [11 + r, drawn + r]
     # shuffle-BN differs from per-process BN (otherwise the test would not see the shuffle)
     assert not torch.allclose(ref[:B], F_bn(x_all[:B]))
 
 
 def test_single_process_is_a_no_op():
+    assert (base_dist.rank(), base_dist.world_size(), base_dist.process_seed(3)) == (0, 1, 3)
     x = _data()
     assert concat_all_gather(x) is x
     sh, idx = batch_shuffle(x)

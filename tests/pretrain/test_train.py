@@ -135,7 +135,7 @@ def test_two_cpu_processes_torchrun_gloo(synthetic_root, tmp_path):
 
 @pytest.mark.slow
 def test_device_views_config_trains(synthetic_root, tmp_path):
-    """The device view preset (issue 13) trains through the Runner: decoded images, views on the device."""
+    """The device view preset trains through the Runner: decoded images, views on the device."""
     from mixbench.pretrain.train import train
 
     config = REPO / "configs/pretrain/moco-mix_r18_synthetic_device-views.py"
@@ -166,7 +166,7 @@ def test_channels_last_builds_the_model_in_nhwc_before_the_runner_wraps_it(tmp_p
 
 @pytest.mark.slow
 def test_diverging_run_stops_naming_the_iteration_and_saves_nothing(synthetic_root, tmp_path):
-    """Issue 12 finding 3: lr 1e6 used to exit 0 with NaN weights in its checkpoints and acc_top1 100."""
+    """lr 1e6 must stop the run, not exit 0 with NaN weights in its checkpoints and acc_top1 100."""
     from mixbench.base.hooks import NonFiniteLossError
     from mixbench.pretrain.train import train
 

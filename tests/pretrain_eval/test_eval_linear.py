@@ -18,7 +18,6 @@ CONFIG = "configs/linear/linear_1xb16-2e_synthetic.py"
 
 @pytest.mark.slow
 def test_linear_eval_end_to_end(synthetic_root, tmp_path, capsys):
-    import mixbench.evaluate  # noqa: F401  (registers CheckpointFeatureExtractor)
     from mixbench.pretrain.data import ImageFolderViews, eval_collate
     from mixbench.pretrain.linear import LinearClassifier
 
@@ -36,6 +35,9 @@ def test_linear_eval_end_to_end(synthetic_root, tmp_path, capsys):
     top1 = result["metrics"]["accuracy/top1"]
     assert 0.0 <= top1 <= 1.0 and result["num_classes"] == 4 and result["feature_dim"] == 512
     assert result["run"]["precision"] == "fp32" and result["run"]["device"] == "cpu"
+    # where the number was made: the same provenance fields as a transfer record
+    assert result["packages"]["mmengine"] == "0.10.7" and result["hardware"]["cpu_count"] >= 1
+    assert "git_commit" in result
 
     ckpt = safe_torch_load(tmp_path / "epoch_2.pth")
     state = ckpt["state_dict"]
@@ -47,7 +49,7 @@ def test_linear_eval_end_to_end(synthetic_root, tmp_path, capsys):
     assert len(ckpt["optimizer"]["state"]) == 2
 
     # Independent re-evaluation of the saved model reproduces the reported top-1.
-    model = LinearClassifier(dict(type="CheckpointFeatureExtractor", spec="random:resnet18"), num_classes=4)
+    model = LinearClassifier(load_feature_extractor("random:resnet18"), num_classes=4)
     model.load_state_dict(state)
     val = ImageFolderViews(
         f"{data}/val", aug=None, n_views=1, pipeline=[dict(type="Resize", size=73), dict(type="CenterCrop", size=64)]

@@ -1,5 +1,5 @@
-"""The transfer runner: checkpoint specs, config injection, the backbone-load check, skip/resume, and two real
-tiny mmdet runs (a public-MoCo-layout file end to end through the CLI; an interrupted run that resumes)."""
+"""The transfer runner without real training: checkpoint specs, config injection, run keys, skip and resume by key,
+work dir locks, records keyed by run key, and runs that measured nothing (real runs: test_runner_runs.py)."""
 
 from __future__ import annotations
 
@@ -8,38 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-import torchvision
 
-from mixbench.transfer.runner import (
-    Checkpoint,
-    TransferError,
-    apply_data_root,
-    backbone_mismatches,
-    build_config,
-    parse_checkpoint,
-    run_transfer,
-)
+from mixbench.transfer.checkpoint import Checkpoint, TransferError, parse_checkpoint
+from mixbench.transfer.config import apply_data_root, build_config
+from mixbench.transfer.runner import run_transfer
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_VOC = REPO / "configs/transfer/demo/faster-rcnn_r18_fpn_frozen-bn_demo_voc0712.py"
-TINY = ["train_dataloader.dataset.dataset.datasets.0.pipeline.2.scale=(128,96)",
-        "train_dataloader.dataset.dataset.datasets.1.pipeline.2.scale=(128,96)",
-        "test_dataloader.dataset.pipeline.1.scale=(128,96)",
-        "train_dataloader.num_workers=0", "train_dataloader.persistent_workers=False",
-        "test_dataloader.num_workers=0", "test_dataloader.persistent_workers=False",
-        "default_hooks.logger.interval=1"]
-
-
-def _options(items: list[str]) -> dict:
-    from mixbench.base.config import parse_cfg_options
-
-    return parse_cfg_options(items)
-
-
-def _torchvision_backbone(arch: str) -> dict[str, torch.Tensor]:
-    torch.manual_seed(0)
-    sd = getattr(torchvision.models, arch)().state_dict()
-    return {k: v for k, v in sd.items() if not k.startswith("fc.")}
 
 
 # ------------------------------------------------------------------------------------------ fixed inputs
@@ -103,21 +78,6 @@ def test_random_init_backbone_keeps_its_residual_branches_alive_under_frozen_bn(
     assert (branch.abs().sum() > 0) == (bn_mode == "frozen")
 
 
-def test_backbone_mismatches_finds_every_kind_of_wrong_key():
-    from mmdet.models.backbones import ResNet
-
-    bb = ResNet(depth=18, out_indices=(0, 1, 2, 3), style="pytorch")
-    good = _torchvision_backbone("resnet18")
-    bb.load_state_dict(good, strict=False)
-    assert not any(backbone_mismatches(bb, good).values())
-    changed = dict(good, **{"layer1.0.conv1.weight": good["layer1.0.conv1.weight"] + 1})
-    assert backbone_mismatches(bb, changed)["value"] == ["layer1.0.conv1.weight"]
-    r34 = backbone_mismatches(bb, _torchvision_backbone("resnet34"))
-    assert r34["unexpected"] and not r34["missing"] and r34["value"]
-    r50 = backbone_mismatches(bb, _torchvision_backbone("resnet50"))
-    assert r50["shape"] and r50["unexpected"]
-
-
 def _random_key(tmp_path, **kw) -> dict:
     from mixbench.transfer.runner import run_key
 
@@ -149,15 +109,26 @@ def test_run_key_changes_with_every_setting_that_decides_the_result(tmp_path):
     assert _random_key(tmp_path, cfg_options={"default_hooks.logger.interval": 7}) == base
 
 
+def _write_finished_record(tmp_path, metrics: dict) -> dict:
+    """The record a finished random-init run of the demo VOC config (seed 0) writes, built by the runner itself."""
+    from mixbench.base.runkey import key_id
+    from mixbench.transfer.records import record_path, write_record
+    from mixbench.transfer.runner import _Run, build_record
+
+    ck = Checkpoint(name="random", path=None)
+    cfg = build_config(DEMO_VOC, ck, tmp_path / "wd", data_dir=tmp_path / "data")
+    key = _random_key(tmp_path)
+    path = record_path(tmp_path / "rec", DEMO_VOC.stem, "random", key_id(key))
+    rec = build_record(cfg, _Run(DEMO_VOC, ck, key, path, 0, "none", 1, None, False), metrics, ("complete", None),
+                       wall=1.0, op_backends={})
+    write_record(path, rec)
+    return rec
+
+
 def test_finished_record_is_not_rerun_unless_the_key_changed(tmp_path, monkeypatch):
     from mmengine.runner import Runner
 
-    from mixbench.transfer.records import SCHEMA, record_path, write_record
-
-    rec = {"schema": SCHEMA, "status": "complete", "checkpoint": {"name": "random", "sha256": None},
-           "config": {"name": DEMO_VOC.stem}, "suite": "voc", "detector": "Faster R-CNN", "bn_mode": "frozen",
-           "metrics": {"pascal_voc/AP50": 0.25}, "run_key": _random_key(tmp_path)}
-    write_record(record_path(tmp_path / "rec", DEMO_VOC.stem, "random"), rec)
+    rec = _write_finished_record(tmp_path, {"pascal_voc/AP50": 0.25})
 
     class Refused(Exception):
         pass
@@ -169,7 +140,7 @@ def test_finished_record_is_not_rerun_unless_the_key_changed(tmp_path, monkeypat
     kw = dict(records_dir=tmp_path / "rec", work_root=tmp_path / "wd", data_dir=tmp_path / "data")
     out = run_transfer(DEMO_VOC, Checkpoint(name="random", path=None), **kw)
     assert out["metrics"] == rec["metrics"]
-    # Finding 2: a changed seed, data root or --cfg-options used to print "skipped" and keep the old numbers.
+    # a changed seed, data root or --cfg-options is another run: it trains
     for change in [dict(seed=1), dict(data_dir=tmp_path / "other"), dict(cfg_options={"train_cfg.max_epochs": 3})]:
         with pytest.raises(Refused):
             run_transfer(DEMO_VOC, Checkpoint(name="random", path=None), **{**kw, **change})
@@ -212,7 +183,7 @@ def test_second_run_on_a_work_dir_is_refused_while_the_first_holds_it(tmp_path):
 
 
 def test_run_transfer_refuses_a_work_dir_another_run_holds(tmp_path, monkeypatch):
-    """Finding 7: two transfers of the same checkpoint and config ran at once in one work dir."""
+    """Two transfers of the same checkpoint and config must not train at once in one work dir."""
     from mmengine.runner import Runner
 
     from mixbench.base.locks import WorkDirLockedError, work_dir_lock
@@ -227,6 +198,85 @@ def test_run_transfer_refuses_a_work_dir_another_run_holds(tmp_path, monkeypatch
         with pytest.raises(WorkDirLockedError, match="another run holds this work dir"):
             run_transfer(DEMO_VOC, Checkpoint(name="random", path=None), records_dir=tmp_path / "rec",
                          work_root=tmp_path / "wd", data_dir=tmp_path / "data")
+
+
+@pytest.mark.parametrize("epochs", [0, -3])
+def test_a_schedule_of_no_epoch_is_refused_before_a_runner_is_built(tmp_path, monkeypatch, capsys, epochs):
+    from mmengine.runner import Runner
+
+    from mixbench.cli import main
+
+    def refuse(*a, **k):
+        raise AssertionError("a Runner was built for a run that cannot train")
+
+    monkeypatch.setattr(Runner, "from_cfg", refuse)
+    refused = rf"train_cfg.max_epochs={epochs}: a run must train at least one epoch"
+    with pytest.raises(ValueError, match=refused):
+        run_transfer(DEMO_VOC, Checkpoint(name="random", path=None), records_dir=tmp_path / "rec",
+                     work_root=tmp_path / "wd", data_dir=tmp_path / "data",
+                     cfg_options={"train_cfg.max_epochs": epochs})
+    argv = ["transfer", "random", "--config", str(DEMO_VOC), "--records-dir", str(tmp_path / "rec"),
+            "--work-root", str(tmp_path / "wd"), "--cfg-options", f"train_cfg.max_epochs={epochs}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"train_cfg.max_epochs={epochs}: a run must train at least one epoch" in err and "Traceback" not in err
+    assert not (tmp_path / "rec").exists()
+
+
+class _FakeRunner:
+    """Stands in for mmengine's Runner: ``train()`` runs ``iters`` iterations and the test loop sees ``images``
+    images, calling the hooks as mmengine's TestLoop does (one output per image)."""
+
+    val_loop = None
+
+    def __init__(self, cfg, iters: int, images: int) -> None:
+        from types import SimpleNamespace
+
+        self.work_dir, self.iter, self.hooks = cfg.work_dir, 0, []
+        self._iters, self._images = iters, images
+        self.test_loop = self
+        self.dataloader = SimpleNamespace(dataset=SimpleNamespace(full_init=lambda: None))
+
+    def register_hook(self, hook, priority="NORMAL") -> None:
+        self.hooks.append(hook)
+
+    def train(self) -> None:
+        self.iter = self._iters
+
+    def run(self) -> dict:  # the test loop
+        for hook in self.hooks:
+            hook.before_test_epoch(self)
+        for i in range(self._images):
+            for hook in self.hooks:
+                hook.after_test_iter(self, batch_idx=i, data_batch=None, outputs=[object()])
+        return {"pascal_voc/AP50": 0.0, "pascal_voc/recall": 0.0}
+
+
+@pytest.mark.parametrize("iters, images, reason", [(0, 4, "trained no iteration"), (3, 0, "evaluated no image"),
+                                                   (3, 4, None)])
+def test_a_run_that_trained_or_tested_nothing_is_not_complete(tmp_path, monkeypatch, iters, images, reason):
+    from mmengine.runner import Runner
+
+    monkeypatch.setattr(Runner, "from_cfg", lambda cfg: _FakeRunner(cfg, iters, images))
+    run_transfer(DEMO_VOC, Checkpoint(name="random", path=None), records_dir=tmp_path / "rec",
+                 work_root=tmp_path / "wd", data_dir=tmp_path / "data")
+    (path,) = (tmp_path / "rec").rglob("*.json")
+    rec = json.loads(path.read_text())
+    if reason is None:  # the control: a run that trained and tested is a measurement, even at AP 0
+        assert rec["status"] == "complete" and "invalid_reason" not in rec
+    else:
+        assert rec["status"] == "invalid" and reason in rec["invalid_reason"]
+
+
+def test_runs_that_differ_only_in_seed_keep_one_record_each(tmp_path, monkeypatch):
+    from mmengine.runner import Runner
+
+    monkeypatch.setattr(Runner, "from_cfg", lambda cfg: _FakeRunner(cfg, 3, 4))
+    kw = dict(records_dir=tmp_path / "rec", work_root=tmp_path / "wd", data_dir=tmp_path / "data")
+    recs = [run_transfer(DEMO_VOC, Checkpoint(name="random", path=None), seed=seed, **kw) for seed in (0, 1)]
+    files = sorted((tmp_path / "rec").rglob("*.json"))
+    assert len(files) == 2 and {f.stem for f in files} == {r["run_key_id"] for r in recs}
+    assert sorted(json.loads(f.read_text())["seed"] for f in files) == [0, 1]
 
 
 def test_stale_lock_of_a_killed_run_is_detected_and_taken_over(tmp_path):
@@ -247,161 +297,3 @@ def test_stale_lock_of_a_killed_run_is_detected_and_taken_over(tmp_path):
     with work_dir_lock(wd, log=notes.append):
         pass
     assert len(notes) == 1 and f"stale lock (pid {proc.pid}" in notes[0]
-
-
-# ------------------------------------------------------------------------------------------ real runs
-@pytest.mark.slow
-def test_wrong_backbone_file_stops_before_training(tmp_path, synthetic_root):
-    src = tmp_path / "r34.pth"
-    torch.save(_torchvision_backbone("resnet34"), src)  # a valid ResNet, but not the config's ResNet-18
-    ck = parse_checkpoint(f"r34={src}")
-    with pytest.raises(TransferError, match=r"did not load from .*unexpected \(e\.g\. layer1\.2\."):
-        run_transfer(DEMO_VOC, ck, records_dir=tmp_path / "rec", work_root=tmp_path / "wd",
-                     data_dir=synthetic_root["voc"].parent, cfg_options=_options(TINY))
-    assert not list((tmp_path / "wd").rglob("epoch_*.pth"))  # not a single epoch trained
-    assert not (tmp_path / "rec").exists()
-
-
-def _public_moco_file(path: Path, arch: str = "resnet18") -> None:
-    """A file laid out like facebookresearch/moco's main_moco.py saves it (DDP ``module.`` prefix, v2 MLP)."""
-    torch.manual_seed(0)
-    enc = getattr(torchvision.models, arch)(num_classes=128)
-    dim = enc.fc.in_features
-    enc.fc = torch.nn.Sequential(torch.nn.Linear(dim, dim), torch.nn.ReLU(), enc.fc)
-    sd = {f"module.encoder_{e}.{k}": v for e in ("q", "k") for k, v in enc.state_dict().items()}
-    sd["module.queue"] = torch.randn(128, 256)
-    sd["module.queue_ptr"] = torch.zeros(1, dtype=torch.long)
-    torch.save({"epoch": 200, "arch": arch, "state_dict": sd, "optimizer": {"state": {}, "param_groups": []}}, path)
-
-
-@pytest.mark.slow
-def test_public_moco_layout_end_to_end_through_the_cli(tmp_path, synthetic_root, capsys):
-    from mixbench.base.io import sha256_file
-    from mixbench.cli import main
-
-    src = tmp_path / "moco_layout.pth"
-    _public_moco_file(src)
-    argv = ["transfer", str(src), "--suite", "voc", "--bn", "frozen", "--data-root",
-            str(synthetic_root["voc"].parent), "--records-dir", str(tmp_path / "rec"), "--work-root",
-            str(tmp_path / "wd"), "--cfg-options", "train_dataloader.dataset.times=1", "train_cfg.max_epochs=1",
-            # The paper config's lr 0.01 is for 8 GPUs x 2 images; one process x 2 takes 1/8 of it (linear scaling).
-            # At 0.01 the loss reached 1e7 after one step and NaN by iteration 3-5: issue 12's finite-loss check
-            # stops that run, which this test used to accept (a NaN model's AP is still in [0, 1]).
-            "optim_wrapper.optimizer.lr=0.00125",
-            "train_cfg.val_interval=2", "val_dataloader.num_workers=0", "val_dataloader.persistent_workers=False",
-            # the paper's R50 config with an R18 backbone: the same code path at a fraction of the CPU time
-            "model.backbone.depth=18", "model.neck.in_channels=[64,128,256,512]", *TINY, "--amp"]
-    with pytest.warns(UserWarning, match="--amp ignored: no GPU"):
-        assert main(argv) == 0
-    (rec_file,) = (tmp_path / "rec").rglob("*.json")
-    rec = json.loads(rec_file.read_text())
-    from mixbench.transfer.ops_backend import backends
-
-    assert rec["precision"]["precision"] == "fp32" and rec["precision"]["amp_requested"]  # CPU stays fp32
-    assert rec["ops_backend"] == backends() and rec["ops_backend"]["nms/batched_nms"]["cpu"] == "mmcv"
-    assert rec["checkpoint"]["name"] == "moco_layout" and rec["checkpoint"]["sha256"] == sha256_file(src)
-    assert rec["config"]["name"] == "faster-rcnn_r50_fpn_frozen-bn_1x_voc0712"
-    assert rec["config"]["settings"]["backbone"] == "R18" and rec["config"]["settings"]["train_scale"] == [128, 96]
-    assert set(rec["metrics"]) >= {"pascal_voc/AP50", "pascal_voc/recall"}
-    assert all(0.0 <= rec["metrics"][k] <= 1.0 for k in ("pascal_voc/AP50", "pascal_voc/recall"))
-    assert rec["world_size"] == 1 and rec["packages"]["mmdet"] == "3.3.0" and rec["wall_time_s"] > 0
-    # A second call finds the record and trains nothing.
-    capsys.readouterr()
-    assert main(argv) == 0
-    assert "skipped" in capsys.readouterr().out
-
-
-@pytest.mark.slow
-def test_classic_torchvision_file_without_num_batches_tracked_transfers_with_a_note(tmp_path, synthetic_root):
-    """torchvision's classic releases (resnet18-5c106cde.pth, resnet50-19c8e357.pth) predate BatchNorm's
-    num_batches_tracked: the converter fills them (issue 10) and the run record says so. ResNet-18 through the
-    paper's VOC config (depth overridden): the same code path at a fraction of R50's CPU time."""
-    from mixbench.cli import main
-
-    torch.manual_seed(0)
-    sd = {k: v for k, v in torchvision.models.resnet18().state_dict().items() if not k.endswith("num_batches_tracked")}
-    src = tmp_path / "resnet18-classic.pth"
-    torch.save(sd, src)
-    argv = ["transfer", str(src), "--suite", "voc", "--bn", "frozen", "--data-root",
-            str(synthetic_root["voc"].parent), "--records-dir", str(tmp_path / "rec"), "--work-root",
-            str(tmp_path / "wd"), "--cfg-options", "train_dataloader.dataset.times=1", "train_cfg.max_epochs=1",
-            "train_cfg.val_interval=2", "val_dataloader.num_workers=0", "val_dataloader.persistent_workers=False",
-            "model.backbone.depth=18", "model.neck.in_channels=[64,128,256,512]",
-            "optim_wrapper.optimizer.lr=0.00125", *TINY]  # the paper's lr 0.01 x 2 / 16 images
-    assert main(argv) == 0
-    (rec_file,) = (tmp_path / "rec").rglob("*.json")
-    rec = json.loads(rec_file.read_text())
-    assert rec["checkpoint"]["convert_meta"]["source_layout"] == "torchvision"
-    (note,) = [n for n in rec["checkpoint"]["conversion_notes"] if "num_batches_tracked" in n]
-    assert note.startswith("20 BatchNorm num_batches_tracked buffers missing")  # ResNet-18 has 20 BatchNorms
-    assert set(rec["metrics"]) >= {"pascal_voc/AP50", "pascal_voc/recall"}
-
-
-class _Killed(Exception):
-    pass
-
-
-def _register_test_hooks():
-    """One hook for both runs (a changed custom_hooks list would change the run key): it records the epoch each
-    run starts at and, while ``kill`` is set, dies after the first epoch was saved."""
-    from mmengine.hooks import Hook
-    from mmengine.registry import HOOKS
-
-    @HOOKS.register_module(name="_MixbenchKillAndWatch", force=True)
-    class KillAndWatch(Hook):
-        priority = "LOWEST"  # after CheckpointHook saved the epoch
-        seen: list[int] = []
-        kill = True
-
-        def before_train(self, runner) -> None:
-            KillAndWatch.seen.append(runner.epoch)
-
-        def after_train_epoch(self, runner) -> None:
-            if KillAndWatch.kill:
-                raise _Killed(f"killed after epoch {runner.epoch}")
-
-    return KillAndWatch
-
-
-@pytest.mark.slow
-def test_killed_run_resumes_and_finished_run_is_skipped(tmp_path, synthetic_root, capsys):
-    watch = _register_test_hooks()
-    kw = dict(records_dir=tmp_path / "rec", work_root=tmp_path / "wd", data_dir=synthetic_root["voc"].parent)
-    opts = {**_options([*TINY, "train_cfg.max_epochs=2"]), "custom_hooks": [dict(type="_MixbenchKillAndWatch")]}
-    with pytest.raises(_Killed):
-        run_transfer(DEMO_VOC, Checkpoint(name="random", path=None), cfg_options=opts, **kw)
-    (work,) = (tmp_path / "wd" / DEMO_VOC.stem / "random").iterdir()  # one folder: this run key
-    assert (work / "epoch_1.pth").is_file() and not (tmp_path / "rec").exists()
-    watch.kill = False
-    rec = run_transfer(DEMO_VOC, Checkpoint(name="random", path=None), cfg_options=opts, **kw)
-    assert watch.seen == [0, 1]  # resumed after the first epoch, not from scratch
-    assert (work / "epoch_2.pth").is_file() and rec["status"] == "complete"
-    assert rec["config"]["settings"]["epochs"] == 2 and rec["run_key_id"] == work.name
-    assert json.loads((work / "run_key.json").read_text()) == rec["run_key"]
-
-
-@pytest.mark.slow
-def test_same_name_other_file_trains_fresh_and_records_its_own_numbers(tmp_path, synthetic_root):
-    """Finding 1: B (same name as A, other bytes) used to resume A's detector and write A's AP under B's sha256."""
-    from mixbench.base.io import sha256_file
-    from mixbench.base.safe_load import safe_torch_load
-
-    watch = _register_test_hooks()
-    watch.kill, watch.seen = False, []
-    kw = dict(records_dir=tmp_path / "rec", work_root=tmp_path / "wd", data_dir=synthetic_root["voc"].parent,
-              cfg_options={**_options([*TINY, "train_cfg.max_epochs=1"]),
-                           "custom_hooks": [dict(type="_MixbenchKillAndWatch")]})
-    f = tmp_path / "ck.pth"
-    torch.save(_torchvision_backbone("resnet18"), f)
-    rec_a = run_transfer(DEMO_VOC, parse_checkpoint(f"moco={f}"), **kw)
-    sd = _torchvision_backbone("resnet18")
-    sd["conv1.weight"] = sd["conv1.weight"] * 0.5  # re-pretrained: same name, other weights
-    torch.save(sd, f)
-    rec_b = run_transfer(DEMO_VOC, parse_checkpoint(f"moco={f}"), **kw)
-    assert watch.seen == [0, 0]  # B started from epoch 0: nothing of A's run was resumed
-    assert rec_b["checkpoint"]["sha256"] == sha256_file(f) != rec_a["checkpoint"]["sha256"]
-    assert rec_b["work_dir"] != rec_a["work_dir"]
-    # B's fine-tuned detector started from B's weights (one short epoch moves them little), not from A's (2x)
-    det = safe_torch_load(Path(rec_b["work_dir"]) / "epoch_1.pth")["state_dict"]["backbone.conv1.weight"]
-    b_init = sd["conv1.weight"]
-    assert (det - b_init).norm() < 0.1 * b_init.norm() < (det - 2 * b_init).norm()
