@@ -3,7 +3,7 @@
 Wu et al. 2018 (InstDisc), sec. 3.4: features are L2-normalised, each test sample takes its k most similar
 training samples (cosine similarity s_i) and class c gets the score ``sum_i exp(s_i / T) [y_i = c]``; the
 prediction is the best-scoring class. No library implements this vote, so it is written here (20 lines,
-checked in tests/pretrain_eval against a brute-force loop).
+checked in tests/pretrain/test_knn.py against a brute-force loop).
 """
 
 from __future__ import annotations

@@ -10,11 +10,13 @@ is compared with that file (:func:`check_backbone_loaded`): mmengine's ``Pretrai
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from mixbench.base.checkpoint_meta import ConvertMeta, MetaError
 
 __all__ = ["RANDOM", "Checkpoint", "TransferError", "backbone_mismatches", "check_backbone_loaded", "converted_meta",
            "default_checkpoint_name", "parse_checkpoint", "prepare_checkpoint"]
@@ -34,7 +36,7 @@ class Checkpoint:
     path: Path | None  # None: random init (mmdet's default ResNet initialisation)
     sha256: str | None = None
     converted: Path | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: ConvertMeta | None = None  # the converted file's metadata, set by prepare_checkpoint
 
     @property
     def is_random(self) -> bool:
@@ -55,6 +57,8 @@ def parse_checkpoint(spec: str) -> Checkpoint:
         return Checkpoint(name=RANDOM, path=None)
     name, sep, path = spec.partition("=")
     p = Path(path if sep else spec)
+    if p.is_dir():
+        raise ValueError(f"{p}: is a directory, not a checkpoint file")
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such checkpoint file (give a file, NAME=FILE, or '{RANDOM}')")
     name = name if sep else default_checkpoint_name(p)
@@ -63,13 +67,16 @@ def parse_checkpoint(spec: str) -> Checkpoint:
     return Checkpoint(name=name, path=p)
 
 
-def converted_meta(converted: Any, path: Path) -> dict[str, Any]:
+def converted_meta(converted: Any, path: Path) -> ConvertMeta:
     """The converter's metadata of a converted file (``meta['mixbench_convert']``: pixel statistics, colour order,
-    source layout, notes); a file without it or without a state_dict is refused."""
+    source layout, notes); a file without it, with a malformed one or without a state_dict is refused."""
     meta = converted.get("meta", {}).get("mixbench_convert") if isinstance(converted, dict) else None
     if not meta or "state_dict" not in converted:
         raise TransferError(f"{path}: converted file lacks state_dict or meta['mixbench_convert']; delete it")
-    return meta
+    try:
+        return ConvertMeta.from_dict(meta, str(path))
+    except MetaError as err:
+        raise TransferError(f"{err}; delete it") from None
 
 
 def prepare_checkpoint(ckpt: Checkpoint, cache_dir: str | Path) -> Checkpoint:
@@ -89,7 +96,7 @@ def prepare_checkpoint(ckpt: Checkpoint, cache_dir: str | Path) -> Checkpoint:
         except (KeyError, ValueError, RuntimeError) as err:
             raise TransferError(f"{ckpt.path}: cannot be converted to an mmdet backbone: {err}") from err
     ckpt.converted, ckpt.meta = out, converted_meta(safe_torch_load(out), out)
-    for note in ckpt.meta.get("notes") or []:
+    for note in ckpt.meta.notes:
         print(f"[transfer] {ckpt.name}: conversion note: {note}")
     return ckpt
 

@@ -91,10 +91,10 @@ def _init_backbone(cfg: Any, ckpt: Checkpoint, world_size: int) -> None:
             bb.zero_init_residual = False
     else:
         bb.init_cfg = dict(type="Pretrained", checkpoint=str(ckpt.converted))
-        cfg.model.data_preprocessor.mean = [float(v) for v in ckpt.meta["pixel_mean"]]
-        cfg.model.data_preprocessor.std = [float(v) for v in ckpt.meta["pixel_std"]]
+        cfg.model.data_preprocessor.mean = list(ckpt.meta.pixel_mean)
+        cfg.model.data_preprocessor.std = list(ckpt.meta.pixel_std)
         # mmcv decodes BGR; the converted meta says the encoder saw RGB (to_rgb=True).
-        cfg.model.data_preprocessor.bgr_to_rgb = bool(ckpt.meta.get("to_rgb", True))
+        cfg.model.data_preprocessor.bgr_to_rgb = ckpt.meta.to_rgb
     # SyncBN synchronises over GPU processes only; one process (or CPU/gloo) uses plain BN, same semantics.
     if bb.norm_cfg.type == "SyncBN" and not (torch.cuda.is_available() and world_size > 1):
         bb.norm_cfg.type = "BN"

@@ -247,8 +247,8 @@ def build_record(cfg: Any, run: _Run, metrics: dict[str, Any], status: tuple[str
                        "converted": str(ckpt.converted) if ckpt.converted else None,
                        "init": init_description(cfg, ckpt),
                        # what the converter filled in or assumed (e.g. num_batches_tracked): never silent
-                       "conversion_notes": list(ckpt.meta.get("notes") or []),
-                       "convert_meta": _plain(ckpt.meta)},
+                       "conversion_notes": list(ckpt.meta.notes) if ckpt.meta else [],
+                       "convert_meta": ckpt.meta.to_dict() if ckpt.meta else {}},
         "config": {"name": run.config.stem, "path": str(run.config), "settings": _plain(settings),
                    "cfg_options": _plain(run.cfg_options or {})},
         "suite": settings["suite"],
