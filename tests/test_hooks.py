@@ -12,7 +12,7 @@ from mmengine.config import Config
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
-from mixbench.base.hooks import FiniteLossHook, NonFiniteLossError, guard_config
+from mixbench.base.hooks import FiniteLossHook, NonFiniteLossError, add_divergence_and_save_guards
 from mixbench.base.io import os_error_message
 from mixbench.base.safe_load import allow_mmengine_checkpoints, safe_torch_load
 
@@ -40,7 +40,7 @@ def _runner(tmp_path, model, *, epochs=2, guarded=False, max_keep=1, resume=Fals
         custom_hooks=[],
     ))
     if guarded:
-        guard_config(cfg)
+        add_divergence_and_save_guards(cfg)
     data = [dict(x=torch.ones(1) * i) for i in range(4)]
     allow_mmengine_checkpoints()
     return Runner(model=model, work_dir=str(tmp_path), train_dataloader=dict(
@@ -54,7 +54,7 @@ def _runner(tmp_path, model, *, epochs=2, guarded=False, max_keep=1, resume=Fals
 def test_guard_config_swaps_the_checkpoint_hook_and_adds_the_loss_check():
     cfg = Config(dict(default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=1)),
                       custom_hooks=[dict(type="MixbenchMetaHook")]))
-    guard_config(guard_config(cfg))  # twice: idempotent
+    add_divergence_and_save_guards(add_divergence_and_save_guards(cfg))  # twice: idempotent
     assert cfg.default_hooks.checkpoint.type == "mmengine.SafeCheckpointHook"
     assert [h["type"] for h in cfg.custom_hooks] == ["MixbenchMetaHook", "mmengine.FiniteLossHook"]
 

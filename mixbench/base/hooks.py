@@ -13,7 +13,7 @@ then are old checkpoints deleted. A failed save (a full disk) removes its partia
 the space a resumed run needs, and says so in one line.
 
 Both register in mmengine's ``HOOKS`` registry (mmdet's registry finds them through its parent);
-:func:`guard_config` puts them into a config before the Runner is built.
+:func:`add_divergence_and_save_guards` puts them into a config before the Runner is built.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ class SafeCheckpointHook(CheckpointHook):
         return drop
 
 
-def guard_config(cfg: Any) -> Any:
+def add_divergence_and_save_guards(cfg: Any) -> Any:
     """Use :class:`SafeCheckpointHook` for the config's checkpoint hook and add :class:`FiniteLossHook`.
 
     ``cfg`` is an mmengine ``Config`` before ``Runner.from_cfg``; returned for chaining.

@@ -23,7 +23,7 @@ from mmengine.config import Config
 
 from mixbench.base.config import merge_cfg_options
 from mixbench.base.dist import rank
-from mixbench.base.hooks import guard_config
+from mixbench.base.hooks import add_divergence_and_save_guards
 from mixbench.base.launch import LAUNCHERS, init_launcher, use_cpu_ddp
 from mixbench.base.precision import apply_run_settings
 
@@ -59,7 +59,7 @@ def apply_run(cfg: Any, *, work_dir: str | os.PathLike, launcher: str = "none", 
     ``resume``: continue from ``work_dir/last_checkpoint`` (mmengine's auto-resume). ``seed``: mmengine's
     ``randomness.seed`` (None keeps the config's). ``amp``/``channels_last``: :mod:`mixbench.base.precision`.
     Every run stops at a non-finite loss and saves checkpoints that cannot lose the last good one
-    (:func:`mixbench.base.hooks.guard_config`).
+    (:func:`mixbench.base.hooks.add_divergence_and_save_guards`).
     """
     if launcher not in LAUNCHERS:
         raise ValueError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
@@ -77,7 +77,7 @@ def apply_run(cfg: Any, *, work_dir: str | os.PathLike, launcher: str = "none", 
         if cfg.get("sync_bn"):
             warnings.warn("SyncBN needs GPUs; training on CPU without it", stacklevel=2)
         cfg.sync_bn = None
-    guard_config(cfg)
+    add_divergence_and_save_guards(cfg)
     return run
 
 
