@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
 from mixbench.base.checkpoint_meta import PretrainMeta
 from mixbench.base.color import color_meta
 from mixbench.pretrain import preprocessor as _preprocessor  # noqa: F401  (registers MixPreprocessor)
 from mixbench.pretrain.backbones import build_backbone, feature_dim, resnet_features
+from mixbench.pretrain.contrastive import ContrastiveModel
 from mixbench.pretrain.losses import estimate_Z, nce_loss, softmax_ce
 from mixbench.pretrain.negatives import init_memory_bank, sample_negatives, update_memory_bank
 
@@ -30,7 +30,7 @@ def split_views(ycbcr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @MODELS.register_module()
-class CMC(BaseModel):
+class CMC(ContrastiveModel):
     """Contrastive Multiview Coding, L vs. ab.
 
     Args:
@@ -76,16 +76,9 @@ class CMC(BaseModel):
         self.register_buffer("Z_l", torch.tensor(-1.0))
         self.register_buffer("Z_ab", torch.tensor(-1.0))
 
-    def forward(self, inputs, data_samples=None, mode: str = "loss"):
-        if mode == "loss":
-            return self.loss(inputs, data_samples)
-        if mode in ("tensor", "predict"):
-            return self.extract_feat(inputs)
-        raise ValueError(f"unknown mode {mode!r}; CMC supports 'loss', 'tensor' and 'predict'")
-
     def extract_feat(self, inputs: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         """Both halves concatenated (linear eval). Shape: (N, 3, H, W) YCbCr -> (N, 2 * feature_dim)."""
-        x = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+        x = self.first_view(inputs)
         lum, ab = split_views(x)
         return torch.cat([resnet_features(self.encoder_l, lum), resnet_features(self.encoder_ab, ab)], dim=1)
 

@@ -71,15 +71,10 @@ def knn_scores(
     return torch.cat(out) if out else torch.zeros(0, C)
 
 
-def knn_classify(
-    train_feats: torch.Tensor,
-    train_labels: torch.Tensor,
-    test_feats: torch.Tensor,
-    k: int = KNN_K,
-    T: float = KNN_T,
-    num_classes: int | None = None,
-) -> torch.Tensor:
-    """Predicted labels (M,) of the weighted kNN vote, see :func:`knn_scores` (ties go to the lower class id).
+def knn_classify(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor, k: int = KNN_K,
+                 T: float = KNN_T, num_classes: int | None = None) -> torch.Tensor:
+    """Predicted labels (M,) of the weighted kNN vote of :func:`knn_scores`, whose arguments these are (ties go to
+    the lower class id).
 
     >>> f = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     >>> knn_classify(f, torch.tensor([0, 1]), torch.tensor([[0.9, 0.1]]), k=1, T=0.1, num_classes=2)

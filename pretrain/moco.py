@@ -12,11 +12,11 @@ import copy
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
 from mixbench.base.checkpoint_meta import PretrainMeta
 from mixbench.pretrain.backbones import build_backbone, feature_dim, resnet_features
+from mixbench.pretrain.contrastive import ContrastiveModel
 from mixbench.pretrain.losses import contrastive_logits, softmax_ce, unmix_soft_ce
 from mixbench.pretrain.negatives import batch_shuffle, batch_unshuffle, dequeue_and_enqueue
 from mixbench.pretrain.preprocessor import source_weights  # importing it also registers MixPreprocessor
@@ -30,7 +30,7 @@ def projection_head(in_dim: int, dim: int, mlp: bool) -> nn.Module:
 
 
 @MODELS.register_module()
-class MoCo(BaseModel):
+class MoCo(ContrastiveModel):
     """Momentum Contrast.
 
     Args:
@@ -96,16 +96,9 @@ class MoCo(BaseModel):
             k = batch_unshuffle(k, idx_unshuffle)
         return k
 
-    def forward(self, inputs, data_samples=None, mode: str = "loss"):
-        if mode == "loss":
-            return self.loss(inputs, data_samples)
-        if mode in ("tensor", "predict"):
-            return self.extract_feat(inputs)
-        raise ValueError(f"unknown mode {mode!r}; MoCo supports 'loss', 'tensor' and 'predict'")
-
     def extract_feat(self, inputs: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         """Backbone features of the query encoder. Shape: (N, 3, H, W) -> (N, feature_dim)."""
-        x = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+        x = self.first_view(inputs)
         return resnet_features(self.encoder_q, x)
 
     def loss(self, inputs: list[torch.Tensor], data_samples: dict | None = None) -> dict[str, torch.Tensor]:

@@ -66,17 +66,13 @@ def pretrain_run_key(cfg: Any, config: str | os.PathLike) -> dict[str, Any]:
                    data_root=cfg.train_dataloader.dataset.root)
 
 
-def train(
-    config: str | os.PathLike,
-    work_dir: str | os.PathLike | None = None,
-    cfg_options: dict | None = None,
-    launcher: str = "none",
-    resume: bool = False,
-    amp: bool = False,
-    channels_last: bool = False,
-) -> Path:
-    """Pretrain with mmengine's Runner; returns the work_dir (``epoch_N.pth``, ``last_checkpoint``)."""
+def train(config: str | os.PathLike, work_dir: str | os.PathLike | None = None, cfg_options: dict | None = None,
+          launcher: str = "none", **run: bool) -> Path:
+    """Pretrain with mmengine's Runner; returns the work_dir (``epoch_N.pth``, ``last_checkpoint``).
+
+    ``run``: ``resume``, ``amp``, ``channels_last``, passed on to :func:`build_config`.
+    """
     init_launcher(launcher)
-    cfg = build_config(config, work_dir, cfg_options, launcher, resume, amp, channels_last)
+    cfg = build_config(config, work_dir, cfg_options, launcher, **run)
     run_runner(cfg, lambda runner: runner.train())
     return Path(cfg.work_dir)

@@ -14,6 +14,7 @@ import os
 import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -244,23 +245,30 @@ def test_pycocotools_loads_coco_masks_match_area(synthetic_root):
 
 
 # -------------------------------------------------------------------------------- mmdet loaders
+def _load_without_warnings(dataset_type: type, **kwargs: Any):
+    """Build and fully load an mmdet dataset; it must raise no warning (e.g. no missing-file or size warnings)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = dataset_type(**kwargs)
+        ds.full_init()
+    assert [str(w.message) for w in caught] == []
+    return ds
+
+
 def test_mmdet_voc_dataset_matches_xml(synthetic_root):
     _mmdet_ready()
     from mmdet.datasets import VOCDataset
 
     voc = synthetic_root["voc"]
     for year, split, n in VOC_SPLITS:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            ds = VOCDataset(
-                data_root=str(voc),
-                ann_file=f"VOC{year}/ImageSets/Main/{split}.txt",
-                data_prefix=dict(sub_data_root=f"VOC{year}/"),
-                test_mode=split == "test",
-                pipeline=[],
-            )
-            ds.full_init()
-        assert [str(w.message) for w in caught] == []  # e.g. no missing-file or size warnings
+        ds = _load_without_warnings(
+            VOCDataset,
+            data_root=str(voc),
+            ann_file=f"VOC{year}/ImageSets/Main/{split}.txt",
+            data_prefix=dict(sub_data_root=f"VOC{year}/"),
+            test_mode=split == "test",
+            pipeline=[],
+        )
         assert len(ds) == n
         for i in range(len(ds)):
             info = ds.get_data_info(i)
@@ -283,21 +291,18 @@ def test_mmdet_coco_dataset_loads_boxes_and_masks(synthetic_root):
         raw = json.loads((coco / f"annotations/instances_{split}.json").read_text())
         per_image = {im["id"]: [a for a in raw["annotations"] if a["image_id"] == im["id"]]
                      for im in raw["images"]}  # fmt: skip
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            ds = CocoDataset(
-                data_root=str(coco),
-                ann_file=f"annotations/instances_{split}.json",
-                data_prefix=dict(img=f"{split}/"),
-                test_mode=False,
-                filter_cfg=dict(filter_empty_gt=True, min_size=32),
-                pipeline=[
-                    dict(type="LoadImageFromFile"),
-                    dict(type="LoadAnnotations", with_bbox=True, with_mask=True, poly2mask=False),
-                ],
-            )
-            ds.full_init()
-        assert [str(w.message) for w in caught] == []  # e.g. no missing-file or size warnings
+        ds = _load_without_warnings(
+            CocoDataset,
+            data_root=str(coco),
+            ann_file=f"annotations/instances_{split}.json",
+            data_prefix=dict(img=f"{split}/"),
+            test_mode=False,
+            filter_cfg=dict(filter_empty_gt=True, min_size=32),
+            pipeline=[
+                dict(type="LoadImageFromFile"),
+                dict(type="LoadAnnotations", with_bbox=True, with_mask=True, poly2mask=False),
+            ],
+        )
         assert len(ds) == n  # nothing filtered: every image has objects and is >= 32 px
         assert list(ds.metainfo["classes"]) == [c["name"] for c in synthetic.COCO_CATEGORIES]
         for i in range(len(ds)):

@@ -8,14 +8,9 @@ crop_size = 64
 resize_size = 73  # keeps 224 / 256 = 0.875 of the side for the centre crop
 model = dict(num_classes=None)  # counted from ROOT/train by `mixbench linear`
 
-train_pipeline = [
-    dict(type="RandomResizedCrop", size=crop_size, antialias=True),
-    dict(type="RandomHorizontalFlip"),
-]
-val_pipeline = [
-    dict(type="Resize", size=resize_size, antialias=True),
-    dict(type="CenterCrop", size=crop_size),
-]
+# The protocol's pipelines (RandomResizedCrop + flip; Resize + CenterCrop) at these sizes.
+train_pipeline = [dict(_base_.train_pipeline[0], size=crop_size), _base_.train_pipeline[1]]
+val_pipeline = [dict(_base_.val_pipeline[0], size=resize_size), dict(_base_.val_pipeline[1], size=crop_size)]
 _loader = dict(batch_size=16, num_workers=0, persistent_workers=False)
 train_dataloader = dict(
     **_loader, dataset=dict(root=data_root + "/train", classes=classes, pipeline=train_pipeline)

@@ -32,16 +32,11 @@ train_dataloader = dict(
         pipeline=train_pipeline,
     ),
 )
+# The same loader, unshuffled, over ROOT/val with the val pipeline.
 val_dataloader = dict(
-    batch_size=256,
-    num_workers=8,
-    persistent_workers=True,
+    train_dataloader,
     sampler=dict(type="DefaultSampler", shuffle=False),
-    collate_fn=dict(type="eval_collate"),
-    dataset=dict(
-        type="ImageFolderViews", root=data_root + "/val", aug=None, n_views=1, classes=classes,
-        pipeline=val_pipeline,
-    ),
+    dataset=dict(train_dataloader["dataset"], root=data_root + "/val", pipeline=val_pipeline),
 )
 val_evaluator = dict(type="TopKAccuracy", topk=(1, 5))
 auto_scale_lr = dict(base_batch_size=256, enable=True)

@@ -35,3 +35,9 @@ def tv_stages(model: torchvision.models.ResNet, x: torch.Tensor) -> list[torch.T
         x = layer(x)
         outs.append(x)
     return outs
+
+
+def resnet50_meta(method: str, **fields) -> dict:
+    """``checkpoint['meta']['mixbench']`` of a ResNet-50 pretraining run as a checkpoint stores it (plain types,
+    written out here rather than built by the code under test); ``fields`` add to or replace the defaults."""
+    return {"method": method, "arch": "resnet50", "width": 1.0, "feature_dim": 2048, **fields}

@@ -11,22 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from convert_helpers import randomize_bn
+from convert_helpers import randomize_bn, resnet50_meta
 
 from mixbench.base.color import color_meta
 from mixbench.convert.api import convert_checkpoint
 from mixbench.pretrain.backbones import build_backbone
 
-CMC_META = {
-    "method": "cmc",
-    "arch": "resnet50",
-    "width": 0.5,
-    "feature_dim": 2048,
-    "pixel_mean": [0.0, 0.0, 0.0],
-    "pixel_std": [1.0, 1.0, 1.0],
-    "mixture": {},
-    "config_name": "cmc_r50",
-}
+CMC_META = resnet50_meta("cmc", width=0.5, pixel_mean=[0.0, 0.0, 0.0], pixel_std=[1.0, 1.0, 1.0], mixture={},
+                         config_name="cmc_r50")
 
 
 @pytest.fixture(scope="module")

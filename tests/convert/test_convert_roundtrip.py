@@ -12,23 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from convert_helpers import random_resnet, tv_stages
+from convert_helpers import random_resnet, resnet50_meta, tv_stages
 
 from mixbench.convert.api import convert_checkpoint, expected_backbone_keys
 from mixbench.convert.sources import sidecar_meta_path
 
-MOCO_META = {
-    "method": "moco",
-    "arch": "resnet50",
-    "width": 1.0,
-    "feature_dim": 2048,
-    "pixel_mean": [123.675, 116.28, 103.53],
-    "pixel_std": [58.395, 57.12, 57.375],
-    "color": None,
-    "mixture": {"kind": "region", "n": 5},
-    "moco": {"dim": 128, "K": 65536, "m": 0.999, "T": 0.2, "mlp": True},
-    "config_name": "moco_v2_r50",
-}
+MOCO_META = resnet50_meta(
+    "moco", pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375], color=None,
+    mixture={"kind": "region", "n": 5}, moco={"dim": 128, "K": 65536, "m": 0.999, "T": 0.2, "mlp": True},
+    config_name="moco_v2_r50",
+)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,5 @@ test_dataloader = dict(**_base_.demo_test_loader,
                        dataset=dict(metainfo=_base_.demo_coco_metainfo, pipeline=_base_.demo_test_pipeline))
 val_dataloader = val_cfg = val_evaluator = None
 
-optim_wrapper = _base_.demo_retina_optim_wrapper
-param_scheduler = _base_.demo_retina_param_scheduler
-train_cfg = dict(max_epochs=max_epochs)
+optim_wrapper, param_scheduler, train_cfg = _base_.demo_retina_schedule
 default_hooks = _base_.demo_default_hooks

@@ -5,7 +5,4 @@
 # On one process (or on CPU, where SyncBN does not run) the runner swaps SyncBN for plain BN and records it.
 _base_ = './faster-rcnn_r50_fpn_frozen-bn_1x_voc0712.py'
 
-model = dict(
-    backbone=dict(
-        norm_cfg=dict(type='SyncBN', requires_grad=True),
-        norm_eval=False))
+model = dict(backbone=_base_.finetune_bn_backbone)

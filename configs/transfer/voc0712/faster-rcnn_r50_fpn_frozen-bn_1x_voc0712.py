@@ -5,17 +5,13 @@
 #   12 epochs = RepeatDataset(times=3) x max_epochs=4, lr step after base epoch 3 (= 9 of 12).
 # The pretrained checkpoint and its pixel mean/std are injected by `mixbench transfer`
 # (model.backbone.init_cfg, model.data_preprocessor.mean/std); a checkpoint path never goes here.
-_base_ = 'mmdet::pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py'
+_base_ = ['mmdet::pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py', '../_base_/backbone_bn.py']
 
 # The runner re-roots every dataset (and evaluator annotation file) on this variable or on --data-root.
 data_root = 'data/VOCdevkit/'
 
 model = dict(
-    backbone=dict(
-        frozen_stages=-1,  # fine-tune every layer (paper 4.3); only the BN parameters are frozen
-        norm_cfg=dict(type='BN', requires_grad=False),
-        norm_eval=True,  # BN statistics frozen as well
-        init_cfg=None),  # injected by the runner: dict(type='Pretrained', checkpoint=<converted file>)
+    backbone=_base_.frozen_bn_backbone,
     # No norm layer in the newly initialised layers (paper 4.3: "we did not use BN in the neck").
     # RPNHead is one plain Conv2d with no norm option.
     neck=dict(norm_cfg=None),

@@ -44,6 +44,9 @@ demo_retina_max_epochs = 3
 demo_retina_optim_wrapper = dict(demo_optim_wrapper, optimizer=dict(lr=0.005))
 demo_retina_param_scheduler = demo_param_scheduler + [
     dict(type='MultiStepLR', by_epoch=True, begin=0, end=demo_retina_max_epochs, milestones=[2], gamma=0.1)]
+# Each schedule as one choice, as a leaf takes it: `optim_wrapper, param_scheduler, train_cfg = _base_.demo_schedule`.
+demo_schedule = (demo_optim_wrapper, demo_param_scheduler, dict(max_epochs=demo_max_epochs))
+demo_retina_schedule = (demo_retina_optim_wrapper, demo_retina_param_scheduler, dict(max_epochs=demo_retina_max_epochs))
 
 demo_train_pipeline = [
     dict(type='LoadImageFromFile'),
