@@ -120,7 +120,8 @@ def test_second_run_reuses_every_finished_stage(tmp_path, monkeypatch, capsys):
     table = (tmp_path / "results" / "tables.md").read_text()
     for name, ap in metrics.items():
         assert f"| {name}" in table and f"{100 * ap:.1f}" in table and f"{100 * (ap + 0.2):.1f}" in table
-    assert {"markdown", "csv", "latex"} == set(out["tables"])
+    assert {"markdown", "csv", "latex", "plot"} == set(out["tables"])
+    assert out["tables"]["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_changed_pretraining_settings_train_fresh(tmp_path, monkeypatch):
@@ -237,3 +238,15 @@ def test_a_signal_between_jobs_ends_the_run_in_one_line(tmp_path, stage, sig):
     assert err.splitlines()[-1] == (f"mixbench pipeline: interrupted (received {sig.name}); running jobs stopped, "
                                     "rerun to resume")
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") or p.name == "new.pth"]
+
+
+def test_tables_say_when_and_where_their_records_were_measured():
+    from mixbench.pipeline import measured_on
+
+    cpu = {"machine": "x86_64", "processor": "", "cpu_count": 2, "cuda": False}
+    gpu = {"machine": "x86_64", "processor": "", "cpu_count": 16, "cuda": True, "gpus": ["NVIDIA H200"]}
+    records = [{"finished": "2026-12-03T19:00:00+00:00", "hardware": cpu},
+               {"finished": "2026-12-01T08:00:00+00:00", "hardware": cpu}]
+    assert measured_on(records) == "measured 2026-12-01 to 2026-12-03 on x86_64 2 cores, no GPU"
+    assert measured_on([{"finished": "2026-12-02T00:00:00", "hardware": gpu}]) == (
+        "measured 2026-12-02 on x86_64 16 cores, NVIDIA H200")

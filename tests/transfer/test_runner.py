@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mixbench.base.checkpoint_meta import ConvertMeta
 from mixbench.transfer.checkpoint import Checkpoint, TransferError, parse_checkpoint
 from mixbench.transfer.config import apply_data_root, build_config
 from mixbench.transfer.runner import run_transfer
@@ -33,7 +34,8 @@ def test_checkpoint_specs(tmp_path):
 
 def test_build_config_injects_checkpoint_statistics_root_and_bn(tmp_path):
     ck = Checkpoint(name="m", path=tmp_path / "src.pth", sha256="0" * 64, converted=tmp_path / "conv.pth",
-                    meta={"pixel_mean": [1.0, 2.0, 3.0], "pixel_std": [4.0, 5.0, 6.0], "to_rgb": True})
+                    meta=ConvertMeta(source_sha256="0" * 64, source_file="src.pth", source_layout="torchvision",
+                                     arch="resnet50", depth=50, pixel_mean=[1.0, 2.0, 3.0], pixel_std=[4.0, 5.0, 6.0]))
     finetune = REPO / "configs/transfer/coco/mask-rcnn_r50_fpn_finetune-bn_1x_coco.py"
     cfg = build_config(finetune, ck, tmp_path / "wd", data_dir=tmp_path / "data")
     assert cfg.model.backbone.init_cfg == dict(type="Pretrained", checkpoint=str(tmp_path / "conv.pth"))
