@@ -2,10 +2,12 @@
 #   make demo   set up (once) and run the demo pipeline on synthetic data: pretrain -> convert -> transfer -> tables
 #   make test   set up (once) and run the test suite
 #   make test-fast  the suite without the tests that train a model (marked slow), for a quick check while editing
+#   make test-slurm the Slurm executor against a real one-node cluster on localhost (started by tools/slurm_local.sh;
+#                   needs root the first time, to install Debian's Slurm, munge and MariaDB)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast lint doctor clean
+.PHONY: setup demo test test-fast test-slurm lint doctor clean
 
 setup:
 	@bash .ci/bootstrap.sh
@@ -21,6 +23,12 @@ test: setup
 test-fast: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -m "not slow"
+
+SLURM_DIR ?= $(or $(MIXBENCH_SLURM_DIR),/tmp/mixbench-slurm)
+
+test-slurm: setup
+	MIXBENCH_SLURM_DIR=$(SLURM_DIR) bash tools/slurm_local.sh start
+	SLURM_CONF=$(SLURM_DIR)/slurm.conf $(PY) -m pytest -q -m slurm tests/slurm
 
 lint: setup
 	$(PY) -m ruff check .

@@ -76,7 +76,6 @@ def test_read_only_folder_names_the_file_not_the_temporary(tmp_path, monkeypatch
 def test_full_disk_under_the_records_dir_is_one_line_and_leaves_no_temporary(tmp_path, synthetic_root, monkeypatch,
                                                                             capsys):
     """A real (tiny) transfer run whose record cannot be written: the disk of ``--records-dir`` is full."""
-    from pathlib import Path
 
     from mixbench.cli import main
 
@@ -104,14 +103,10 @@ def test_full_disk_under_the_records_dir_is_one_line_and_leaves_no_temporary(tmp
         return Full()
 
     monkeypatch.setattr(mio.os, "fdopen", fdopen)
-    demo = Path(__file__).resolve().parents[1] / "configs/transfer/demo"
-    config = demo / "faster-rcnn_r18_fpn_frozen-bn_demo_voc0712.py"
-    tiny = ["train_dataloader.dataset.dataset.datasets.0.pipeline.2.scale=(128,96)",
-            "train_dataloader.dataset.dataset.datasets.1.pipeline.2.scale=(128,96)",
-            "test_dataloader.dataset.pipeline.1.scale=(128,96)", "train_dataloader.num_workers=0",
-            "train_dataloader.persistent_workers=False", "test_dataloader.num_workers=0",
-            "test_dataloader.persistent_workers=False", "train_cfg.max_epochs=1", "train_dataloader.dataset.times=1"]
-    argv = ["transfer", "random", "--config", str(config), "--data-root", str(synthetic_root["voc"].parent),
+    from tiny_voc import DEMO_VOC, ONE_EPOCH, TINY_VOC
+
+    tiny = [*TINY_VOC, *ONE_EPOCH]
+    argv = ["transfer", "random", "--config", str(DEMO_VOC), "--data-root", str(synthetic_root["voc"].parent),
             "--records-dir", str(records), "--work-root", str(tmp_path / "wd"), "--cfg-options", *tiny]
     assert main(argv) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]

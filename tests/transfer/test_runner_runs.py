@@ -10,18 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from tiny_voc import DEMO_VOC, TINY_VOC
 
 from mixbench.transfer.checkpoint import Checkpoint, TransferError, backbone_mismatches, parse_checkpoint
 from mixbench.transfer.runner import run_transfer
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO_VOC = REPO / "configs/transfer/demo/faster-rcnn_r18_fpn_frozen-bn_demo_voc0712.py"
-TINY = ["train_dataloader.dataset.dataset.datasets.0.pipeline.2.scale=(128,96)",
-        "train_dataloader.dataset.dataset.datasets.1.pipeline.2.scale=(128,96)",
-        "test_dataloader.dataset.pipeline.1.scale=(128,96)",
-        "train_dataloader.num_workers=0", "train_dataloader.persistent_workers=False",
-        "test_dataloader.num_workers=0", "test_dataloader.persistent_workers=False",
-        "default_hooks.logger.interval=1"]
+TINY = [*TINY_VOC, "default_hooks.logger.interval=1"]
 
 
 def _options(items: list[str]) -> dict:
