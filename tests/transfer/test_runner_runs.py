@@ -16,6 +16,12 @@ from mixbench.transfer.checkpoint import Checkpoint, TransferError, backbone_mis
 from mixbench.transfer.runner import run_transfer
 
 TINY = [*TINY_VOC, "default_hooks.logger.interval=1"]
+# The paper's VOC config on these tiny images: an R18 backbone and the demo's proposal and RoI counts (the paper's
+# 1000 proposals and 512 sampled RoIs per image dominate a CPU step); the same code path at a fraction of the time.
+PAPER_AT_TINY_SCALE = ["model.backbone.depth=18", "model.neck.in_channels=[64,128,256,512]",
+                       "model.train_cfg.rpn_proposal.nms_pre=300", "model.train_cfg.rpn_proposal.max_per_img=100",
+                       "model.test_cfg.rpn.nms_pre=300", "model.test_cfg.rpn.max_per_img=100",
+                       "model.train_cfg.rcnn.sampler.num=64", *TINY]
 
 
 def _options(items: list[str]) -> dict:
@@ -85,8 +91,7 @@ def test_public_moco_layout_end_to_end_through_the_cli(tmp_path, synthetic_root,
             # the run (a NaN model's AP would still lie in [0, 1]).
             "optim_wrapper.optimizer.lr=0.00125",
             "train_cfg.val_interval=2", "val_dataloader.num_workers=0", "val_dataloader.persistent_workers=False",
-            # the paper's R50 config with an R18 backbone: the same code path at a fraction of the CPU time
-            "model.backbone.depth=18", "model.neck.in_channels=[64,128,256,512]", *TINY, "--amp"]
+            *PAPER_AT_TINY_SCALE, "--amp"]
     with pytest.warns(UserWarning, match="--amp ignored: no GPU"):
         assert main(argv) == 0
     (rec_file,) = (tmp_path / "rec").rglob("*.json")
@@ -122,8 +127,7 @@ def test_classic_torchvision_file_without_num_batches_tracked_transfers_with_a_n
             str(synthetic_root["voc"].parent), "--records-dir", str(tmp_path / "rec"), "--work-root",
             str(tmp_path / "wd"), "--cfg-options", "train_dataloader.dataset.times=1", "train_cfg.max_epochs=1",
             "train_cfg.val_interval=2", "val_dataloader.num_workers=0", "val_dataloader.persistent_workers=False",
-            "model.backbone.depth=18", "model.neck.in_channels=[64,128,256,512]",
-            "optim_wrapper.optimizer.lr=0.00125", *TINY]  # the paper's lr 0.01 x 2 / 16 images
+            "optim_wrapper.optimizer.lr=0.00125", *PAPER_AT_TINY_SCALE]  # the paper's lr 0.01 x 2 / 16 images
     assert main(argv) == 0
     (rec_file,) = (tmp_path / "rec").rglob("*.json")
     rec = json.loads(rec_file.read_text())
