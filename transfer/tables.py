@@ -72,10 +72,20 @@ def protocol(settings: dict[str, Any]) -> str:
     tw, th = s["test_scale"]
     scale = f"{w}x{h}" if (w, h) == (tw, th) else f"train {w}x{h}, test {tw}x{th}"
     return (f"{s['detector']} {s['backbone']}-FPN{_width(s)} ({_new_layer_norms(s)}), backbone BN {s['bn_mode']} "
-            f"({s['norm_type']}), {' + '.join(s['train_sets'])} -> {s['test_set']}, {scale}, "
+            f"({s['norm_type']}){_frozen_layers(s)}, {' + '.join(s['train_sets'])} -> {s['test_set']}, {scale}, "
             f"{s['epochs']} epoch{'' if s['epochs'] == 1 else 's'}, lr {s['lr']:g}, "
             f"batch {s['batch_per_process']}x{s['world_size']}, "
             f"data {s['data_root']}")
+
+
+def _frozen_layers(settings: dict[str, Any]) -> str:
+    """Which backbone layers train does not update (mmdet's ``frozen_stages``): the paper fine-tunes them all (-1)."""
+    k = settings.get("frozen_stages", -1)
+    if k < 0:
+        return ""
+    if k == 0:
+        return ", stem frozen"
+    return f", stem and stage{'s 1-' if k > 1 else ' '}{k} frozen"
 
 
 def _width(settings: dict[str, Any]) -> str:

@@ -293,3 +293,7 @@ def test_protocol_line_states_the_new_layers_norms_and_width_from_the_record():
     assert protocol(demo).startswith("RetinaNet R18-FPN 128-wide (GN in bbox_head, no norm in neck), backbone BN")
     rcnn = dict(paper, fpn_channels=256, neck_norm=None, head_norms={"rpn_head": None, "roi_head.bbox_head": None})
     assert "-FPN (no norm in neck/heads)" in protocol(rcnn)
+    # frozen backbone layers (mmdet's frozen_stages) are stated; the paper's -1 (all trained) is not
+    assert ", stem and stages 1-4 frozen," in protocol(dict(paper, frozen_stages=4))
+    assert ", stem and stage 1 frozen," in protocol(dict(paper, frozen_stages=1))
+    assert "stem" not in protocol(dict(paper, frozen_stages=-1))
