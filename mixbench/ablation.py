@@ -29,7 +29,8 @@ from mixbench.base.config import resolve_config
 from mixbench.base.io import atomic_write_json, atomic_write_text, sha256_file
 from mixbench.base.provenance import provenance
 from mixbench.base.runkey import key_id
-from mixbench.jobs import Job, finished_pretraining, last_checkpoint, parallel_settings, run_jobs
+from mixbench.executors import jobs_at_once
+from mixbench.jobs import Job, LocalExecutor, finished_pretraining, last_checkpoint, run_jobs
 from mixbench.pipeline import PipelineError, ensure_data
 
 REQUIRED_KEYS = ("base_config", "seeds", "epochs", "variants", "data_dir", "work_dir", "results_dir", "evaluation")
@@ -323,7 +324,7 @@ def run_ablation(config: str | Path, overrides: dict[str, Any] | None = None, fo
 
     t0 = time.time()
     cfg = load_ablation_config(config, overrides)
-    parallel, threads = parallel_settings(cfg)
+    parallel, threads = jobs_at_once("local", cfg, LocalExecutor(), len(cfg["variants"]) * len(cfg["seeds"]))
     ensure_data(cfg)
     runs = plan_runs(cfg)
     _log(f"config {cfg['_path']}: {len(cfg['variants'])} variants x {len(cfg['seeds'])} seeds, {cfg['epochs']} "

@@ -7,13 +7,14 @@ keeps the groups it started in ``<state dir>/jobs.json``, so that a rerun can st
 
 On a CPU-only machine several one-thread jobs side by side finish sooner than multi-threaded jobs one after
 another: OpenMP's synchronisation costs more than it gains on small detection steps. With a GPU the default is
-one job at a time (each job takes the GPUs it is launched with).
+one job at a time (each job takes the GPUs it is launched with). :func:`mixbench.executors.jobs_at_once` sets both.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -26,11 +27,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mixbench.base.io import atomic_write_json, sha256_file
-from mixbench.base.procs import raise_on_signals, signal_group, start_in_own_group, stop_group, stop_groups
+from mixbench.base.procs import (
+    group_members,
+    raise_on_signals,
+    signal_group,
+    start_in_own_group,
+    stop_group,
+    stop_groups,
+)
 from mixbench.progress import ProgressBoard
 
-__all__ = ["Executor", "Job", "JobError", "LocalExecutor", "finished_pretraining", "last_checkpoint",
-           "parallel_settings", "run_jobs"]
+__all__ = ["Executor", "Job", "JobError", "LocalExecutor", "finished_pretraining", "last_checkpoint", "run_jobs"]
 
 JOBS_FILE = "jobs.json"
 
@@ -52,7 +59,9 @@ class Job:
 
 
 class Executor(Protocol):
-    """Where and how jobs run. :func:`run_jobs` needs only these three calls."""
+    """Where and how jobs run. :func:`run_jobs` needs only these three calls; it also shows an executor's
+    ``describe(job) -> str`` (a short state, e.g. Slurm's ``PENDING (Priority)``) on the progress board and names
+    the ``failures`` (``{label: why}``) it keeps, when the executor has them."""
 
     def start(self, job: Job, env: dict[str, str]) -> None:
         """Start ``job`` with ``env``, setting ``job.handle``."""
@@ -81,6 +90,9 @@ class LocalExecutor:
         self.registry = Path(state_dir) / JOBS_FILE if state_dir is not None else None
         self.grace = grace
         self._entries: dict[str, dict[str, Any]] = {}
+
+    world_size = 1  # processes per job
+    launcher = "none"  # how a job's processes join a process group (``--launcher``)
 
     def command(self, job: Job) -> list[str]:
         """The command line of ``job``."""
@@ -118,17 +130,37 @@ class LocalExecutor:
         for job in jobs:
             self._forget(job)
 
+    def status(self) -> list[dict[str, str]]:
+        """One row per group ``jobs.json`` lists: label, pgid, host, since, log, state ('running' while any
+        process of the job is alive on this machine, 'ended', or 'unknown' on another machine)."""
+        rows = []
+        for pgid, entry in self._listed(_print_log).items():
+            if entry.get("host") != socket.gethostname():
+                state = "unknown"
+            else:
+                state = "running" if group_members(int(pgid), entry["token"]) else "ended"
+            rows.append({"label": entry["label"], "pgid": pgid, "host": str(entry.get("host")),
+                         "since": str(entry.get("since")), "log": entry["log"], "state": state})
+        return rows
+
+    def _listed(self, log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+        """The groups ``jobs.json`` lists (pgid -> entry); {} when it is absent or unreadable (said in ``log``)."""
+        if self.registry is None or not self.registry.is_file():
+            return {}
+        try:
+            entries = json.loads(self.registry.read_text())
+        except (OSError, ValueError) as err:
+            log(f"{self.registry}: unreadable ({err}); leftover jobs cannot be looked for")
+            return {}
+        return entries if isinstance(entries, dict) else {}
+
     def stop_leftovers(self, log: Callable[[str], None] = _print_log) -> list[str]:
         """Stop the jobs a run that died (kill -9, a lost machine) left running, naming each; returns their labels.
 
         Call it while holding the work dir's lock: then no live run owns the groups ``jobs.json`` lists.
         """
-        if self.registry is None or not self.registry.is_file():
-            return []
-        try:
-            entries = json.loads(self.registry.read_text())
-        except (OSError, ValueError) as err:
-            log(f"{self.registry}: unreadable ({err}); leftover jobs cannot be looked for")
+        entries = self._listed(log)
+        if not entries:
             return []
         stopped = []
         for pgid, entry in entries.items():
@@ -152,23 +184,13 @@ class LocalExecutor:
             atomic_write_json(self.registry, self._entries)
 
 
-def parallel_settings(cfg: dict[str, Any]) -> tuple[int, int]:
-    """(jobs at a time, torch threads per job) from the config; 'auto' = one job per core on CPU, 1 with a GPU."""
-    import torch
-
-    threads = int(cfg.get("threads_per_job", 1))
-    jobs = cfg.get("parallel_jobs", 1)
-    if jobs == "auto":
-        jobs = 1 if torch.cuda.is_available() else max(1, (os.cpu_count() or 1) // threads)
-    return int(jobs), threads
-
-
 def run_jobs(jobs: list[Job], parallel: int, threads: int, board: ProgressBoard | None = None,
              executor: Executor | None = None, log: Callable[[str], None] = _print_log) -> None:
     """Run ``jobs`` with at most ``parallel`` at a time; raise :class:`JobError` naming every failed job and its log.
 
     While they run, ``board`` (default: a :class:`mixbench.progress.ProgressBoard` on stdout) shows one line per
-    running job with its stage, epoch/iteration and ETA, read from the job's mmengine log. SIGINT and SIGTERM
+    running job with its stage, epoch/iteration and ETA, read from the job's mmengine log, and the executor's
+    ``describe(job)`` when it has one (a Slurm job's state). SIGINT and SIGTERM
     raise :class:`mixbench.base.procs.Interrupted`; on it, or any other exception, the running jobs are stopped.
     """
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
@@ -191,13 +213,34 @@ def run_jobs(jobs: list[Job], parallel: int, threads: int, board: ProgressBoard 
             raise
     board.clear()
     if failed:
-        raise JobError("failed: " + "; ".join(f"{j.label} (log {j.log})" for j in failed))
+        raise JobError("failed: " + "; ".join(f"{j.label} ({_why(executor, j)})" for j in failed))
+
+
+def _why(executor: Executor, job: Job) -> str:
+    """What the executor knows of the job's failure (Slurm: job id, state, reason, log), else its log."""
+    return getattr(executor, "failures", {}).get(job.label) or f"log {job.log}"
+
+
+# The one-line error every mixbench command ends with when it stops (``mixbench transfer: error: ...``).
+_COMMAND_ERROR = re.compile(r"mixbench [\w-]+: error: ")
+
+
+def _last_lines(path: Path, n: int = 15) -> list[str]:
+    """The last ``n`` lines of a job's log, after the command's own error line when that lies further up (a Slurm
+    job's log ends with submitit's traceback and srun's message)."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:  # a job that never started (refused, lost) may have no log
+        return [f"({path}: no log)"]
+    earlier = [line for line in lines[:-n] if _COMMAND_ERROR.match(line)]
+    return [earlier[-1], "..."] + lines[-n:] if earlier else lines[-n:]
 
 
 def _run_job_loop(executor: Executor, pending: list[Job], running: list[Job], failed: list[Job],
                   parallel: int, env: dict[str, str], board: ProgressBoard, log: Callable[[str], None]) -> None:
     """The scheduling loop of :func:`run_jobs` (its caller stops the running jobs if this raises)."""
     done = 0
+    describe = getattr(executor, "describe", None)
     while pending or running:
         while pending and len(running) < parallel:
             job = pending.pop(0)
@@ -215,12 +258,15 @@ def _run_job_loop(executor: Executor, pending: list[Job], running: list[Job], fa
                 done += 1
                 log(f"{job.label}: done in {seconds:.0f} s")
             else:
-                tail = job.log.read_text(errors="replace").splitlines()[-15:]
-                log(f"{job.label}: FAILED (exit {rc}) after {seconds:.0f} s; end of {job.log}:")
+                tail = _last_lines(job.log)
+                why = getattr(executor, "failures", {}).get(job.label)
+                log(f"{job.label}: FAILED (exit {rc}) after {seconds:.0f} s{f' ({why})' if why else ''}; end of "
+                    f"{job.log}:")
                 print("\n".join("    " + line for line in tail), flush=True)
                 failed.append(job)
         if running:
-            board.update([(j.label, j.log, j.started) for j in running], done, len(failed), len(pending))
+            board.update([(j.label, j.log, j.started, describe(j) if describe else None) for j in running],
+                         done, len(failed), len(pending))
 
 
 def last_checkpoint(work_dir: Path) -> Path | None:

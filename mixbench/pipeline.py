@@ -14,61 +14,71 @@ decides a result: a pretraining run by its run key, in ``WORK_DIR/pretrain/<name
 work, never reuses it.
 
 One pipeline at a time per ``work_dir`` (a lock; a killed pipeline's lock is detected as stale). Pretraining and
-transfer runs are jobs (:mod:`mixbench.jobs`) that end with the pipeline; a rerun first stops any that a killed
-pipeline left. SIGINT or SIGTERM at any point stops the running jobs and ends the run with nothing half-written.
+transfer runs are jobs (:mod:`mixbench.jobs`) run by the config's ``executor`` (:mod:`mixbench.executors`):
+``local`` and ``torchrun`` jobs are process groups that end with the pipeline, and a rerun first stops any that a
+killed pipeline left; ``slurm`` jobs outlive it, and a rerun follows those still queued or running. SIGINT or
+SIGTERM at any point stops the running local jobs (leaves Slurm jobs running) and ends the run with nothing
+half-written.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mixbench.base.config import ConfigOptionError, parse_cfg_options, resolve_config
+from mixbench.base.config import ConfigOptionError, merge_cfg_options, parse_cfg_options, resolve_config
 from mixbench.base.io import atomic_write_json, atomic_write_text, sha256_file
 from mixbench.base.procs import raise_on_signals
 from mixbench.base.runkey import key_id
-from mixbench.jobs import (
-    Job,
-    JobError,
-    LocalExecutor,
-    finished_pretraining,
-    last_checkpoint,
-    parallel_settings,
-    run_jobs,
-)
-from mixbench.transfer.suites import suite_configs
+from mixbench.executors import EXECUTORS, build_executor, check_device_kind, jobs_at_once
+from mixbench.jobs import Job, JobError, LocalExecutor, finished_pretraining, last_checkpoint, run_jobs
+from mixbench.transfer.suites import DETECTORS, suite_configs
+from mixbench.transfer_jobs import TransferPlan, plan_transfer_jobs
 
 if TYPE_CHECKING:
     from mixbench.transfer.checkpoint import Checkpoint
 
 DEMO_CONFIG = "configs/pipeline/demo_synthetic.py"
 REQUIRED_KEYS = ("pretrain", "suites", "bn_modes", "data_dir", "work_dir", "results_dir")
-# Transfer jobs start longest first (by mmdet's config-name prefix), so the jobs left for the end are short ones
-# and no core idles while one long job finishes.
-LONGEST_FIRST = ("retinanet", "mask-rcnn", "cascade", "faster-rcnn")
+# A --cfg-options key into a stage's own cfg_options: what follows `cfg_options.` is one key of that dict, checked
+# against the stage's config when the stage runs (the pipeline config cannot know the stage config's keys).
+STAGE_OPTION = re.compile(r"\+?(?:pretrain\.(?P<index>\d+)\.cfg_options|transfer_cfg_options)\.(?P<key>.+)")
 
 
 class PipelineError(RuntimeError):
     """A pipeline stage failed or the pipeline config is wrong; the message names the stage and the file."""
 
 
-def load_pipeline_config(path: str | Path | None) -> dict[str, Any]:
+def load_pipeline_config(path: str | Path | None, cfg_options: Sequence[str] | None = None,
+                         executor: str | None = None) -> dict[str, Any]:
+    """The pipeline config at ``path`` (None: the demo), checked, with ``cfg_options`` (``KEY=VALUE`` overrides of
+    its keys, see :func:`apply_cfg_options`) applied and ``executor`` (when given) in place of its ``executor``."""
     from mmengine.config import Config
 
     try:
         path = resolve_config(path or DEMO_CONFIG)
     except FileNotFoundError as err:
         raise PipelineError(str(err)) from None
-    cfg = Config.fromfile(str(path)).to_dict()
+    config = Config.fromfile(str(path))
+    try:
+        cfg = apply_cfg_options(config, cfg_options)
+    except ConfigOptionError as err:
+        raise PipelineError(f"{path}: {err}") from None
     missing = [k for k in REQUIRED_KEYS if k not in cfg]
     if missing:
         raise PipelineError(f"{path}: pipeline config lacks {missing}")
+    cfg["executor"] = executor or cfg.get("executor", "local")
+    if cfg["executor"] not in EXECUTORS:
+        raise PipelineError(f"{path}: executor {cfg['executor']!r} is not one of {', '.join(EXECUTORS)}")
     cfg["seeds"] = _seeds(cfg, path)
+    cfg["seeds_per_job"] = _seeds_per_job(cfg, path)
     try:
         cfg["_transfer_configs"] = {
-            suite: {mode: suite_configs([suite], [mode], cfg.get("suite_scale", "paper")) for mode in cfg["bn_modes"]}
+            suite: {mode: suite_configs([suite], [mode], cfg.get("suite_scale", "paper"), cfg.get("detectors"))
+                    for mode in cfg["bn_modes"]}
             for suite in cfg["suites"]
         }
         for entry in cfg["pretrain"]:
@@ -79,15 +89,70 @@ def load_pipeline_config(path: str | Path | None) -> dict[str, Any]:
     return cfg
 
 
-def _seeds(cfg: dict[str, Any], path: Path) -> list[int]:
-    """The transfer seeds: ``seeds``, else ``[seed]``, else ``[0]``."""
+def _seeds(cfg: dict[str, Any], path: Path) -> dict[str, list[int]]:
+    """The transfer seeds of each suite: ``seeds`` (one list for every suite, or a dict suite -> list), else
+    ``[seed]``, else ``[0]``."""
     if "seeds" in cfg and "seed" in cfg:
         raise PipelineError(f"{path}: give `seeds` (a list) or `seed`, not both")
     seeds = cfg.get("seeds", [cfg.get("seed", 0)])
+    if isinstance(seeds, dict):
+        unknown = sorted(set(seeds) - set(cfg["suites"]))
+        missing = [s for s in cfg["suites"] if s not in seeds]
+        if unknown or missing:
+            wrong = (f"; unknown {unknown}" if unknown else "") + (f"; missing {missing}" if missing else "")
+            raise PipelineError(f"{path}: seeds per suite must name exactly the suites {cfg['suites']}{wrong}")
+        return {suite: _seed_list(seeds[suite], path, f"seeds[{suite!r}]") for suite in cfg["suites"]}
+    seeds = _seed_list(seeds, path, "seeds")
+    return {suite: seeds for suite in cfg["suites"]}
+
+
+def _seed_list(seeds: Any, path: Path, what: str) -> list[int]:
     if (not isinstance(seeds, (list, tuple)) or not seeds or len(set(seeds)) != len(seeds)
             or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
-        raise PipelineError(f"{path}: seeds must be a non-empty list of distinct integers, not {seeds!r}")
+        raise PipelineError(f"{path}: {what} must be a non-empty list of distinct integers, not {seeds!r}")
     return list(seeds)
+
+
+def _seeds_per_job(cfg: dict[str, Any], path: Path) -> int:
+    n = cfg.get("seeds_per_job", 1)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise PipelineError(f"{path}: seeds_per_job must be a positive integer, not {n!r}")
+    return n
+
+
+def apply_cfg_options(config: Any, pairs: Sequence[str] | None) -> dict[str, Any]:
+    """Apply ``--cfg-options`` pairs to a pipeline ``config`` (an mmengine ``Config``); return it as a dict.
+
+    Keys of the pipeline config are checked as every command checks them (a new key is ``+KEY``; list items by
+    index: ``pretrain.0.name=x``). ``pretrain.N.cfg_options.KEY=VALUE`` and ``transfer_cfg_options.KEY=VALUE`` set
+    KEY of that stage's own ``cfg_options`` (added or replaced; the stage's config checks KEY when it is built), its
+    VALUE kept as written, since the stage reads it as its own ``--cfg-options``.
+
+    Raises:
+        ConfigOptionError: a malformed pair, an unknown key, an index past the end of ``pretrain``.
+    """
+    parse_cfg_options(pairs)  # every pair well-formed
+    stage, plain = {}, []
+    for pair in pairs or []:
+        key, _, value = pair.partition("=")
+        if STAGE_OPTION.fullmatch(key):
+            stage[key] = value
+        else:
+            plain.append(pair)
+    merge_cfg_options(config, parse_cfg_options(plain))
+    cfg = config.to_dict()
+    for key, value in stage.items():
+        match = STAGE_OPTION.fullmatch(key)
+        if match["index"] is None:
+            owner, name = cfg, "transfer_cfg_options"
+        else:
+            entries, i = cfg.get("pretrain") or [], int(match["index"])
+            if i >= len(entries):
+                raise ConfigOptionError(f"--cfg-options {key}: pretrain is a list of {len(entries)} items; "
+                                        f"{str(i)!r} is not an index of it (0 to {len(entries) - 1})")
+            owner, name = entries[i], "cfg_options"
+        owner[name] = {**(owner.get(name) or {}), match["key"]: value}
+    return cfg
 
 
 def _log(msg: str) -> None:
@@ -107,22 +172,25 @@ def ensure_data(cfg: dict[str, Any]) -> None:
     generate(data_dir, seed=synthetic.get("seed", 0), preset=synthetic["preset"])
 
 
-def pretrain_key(entry: dict[str, Any]) -> dict[str, Any]:
+def pretrain_key(entry: dict[str, Any], world_size: int = 1) -> dict[str, Any]:
     """What decides a pretraining result: the resolved config's digest (``cfg_options`` applied), its data root and
-    seed, one process (the pipeline launches none)."""
+    seed, and the number of processes of the job (the batch per process is the config's)."""
     from mixbench.pretrain.train import build_config, pretrain_run_key
 
-    options = parse_cfg_options([f"{k}={v}" for k, v in entry.get("cfg_options", {}).items()])
-    return pretrain_run_key(build_config(entry["config"], work_dir="unused", cfg_options=options), entry["config"])
+    options = parse_cfg_options([f"{k}={v}" for k, v in (entry.get("cfg_options") or {}).items()])
+    key = pretrain_run_key(build_config(entry["config"], work_dir="unused", cfg_options=options), entry["config"])
+    return {**key, "world_size": world_size}
 
 
-def pretrain_stage(cfg: dict[str, Any], force: bool, run: Callable[[list[Job]], None]) -> list[Path]:
-    """Run every pretraining config (``mixbench pretrain``, resumed if interrupted); return the final checkpoints.
+def pretrain_stage(cfg: dict[str, Any], force: bool, run: Callable[[list[Job]], None], world_size: int = 1
+                   ) -> list[Path]:
+    """Run every pretraining config (``mixbench pretrain``, resumed if interrupted) as jobs of ``world_size``
+    processes; return the final checkpoints.
 
     Each run's work dir is ``WORK_DIR/pretrain/<name>/<key id>``: a changed config or ``cfg_options`` (e.g.
-    ``max_epochs`` 5 -> 7) trains fresh instead of reusing or resuming the other run.
+    ``max_epochs`` 5 -> 7) or number of processes trains fresh instead of reusing or resuming the other run.
     """
-    keys = [pretrain_key(entry) for entry in cfg["pretrain"]]
+    keys = [pretrain_key(entry, world_size) for entry in cfg["pretrain"]]
     work_dirs = [Path(cfg["work_dir"]) / "pretrain" / entry["name"] / key_id(key)
                  for entry, key in zip(cfg["pretrain"], keys)]
     reused: dict[str, Path] = {}
@@ -135,7 +203,7 @@ def pretrain_stage(cfg: dict[str, Any], force: bool, run: Callable[[list[Job]], 
         argv = ["pretrain", entry["config"], "--work-dir", str(work_dir)]
         if (work_dir / "last_checkpoint").is_file() and not force:
             argv.append("--resume")
-        options = [f"{k}={v}" for k, v in entry.get("cfg_options", {}).items()]
+        options = [f"{k}={v}" for k, v in (entry.get("cfg_options") or {}).items()]
         if options:
             argv += ["--cfg-options", *options]
         work_dir.mkdir(parents=True, exist_ok=True)
@@ -169,47 +237,21 @@ def convert_stage(cfg: dict[str, Any], ckpts: list[Checkpoint]) -> None:
         _log(f"convert {ckpt.name}: {ckpt.path} -> {ckpt.converted}")
 
 
-def transfer_jobs(cfg: dict[str, Any], ckpts: list[Checkpoint], force: bool) -> tuple[list[Job], list[Path]]:
-    """One ``mixbench transfer`` job per (config, checkpoint, seed) without a finished record of its run key,
-    longest detectors first (listed order within one detector), and the record files of every run, done or not."""
-    jobs, records = [], []
-    for suite, modes in cfg["_transfer_configs"].items():
-        for mode in cfg["bn_modes"]:
-            for config_path in modes[mode]:
-                for ckpt in ckpts:
-                    for seed in cfg["seeds"]:
-                        record, job = _transfer_job(cfg, f"{suite} {mode}", Path(config_path), ckpt, seed, force)
-                        records.append(record)
-                        jobs += [job] if job else []
-
-    def cost_rank(job: Job) -> int:
-        name = Path(job.argv[job.argv.index("--config") + 1]).name
-        return next((i for i, p in enumerate(LONGEST_FIRST) if name.startswith(p)), len(LONGEST_FIRST))
-
-    return sorted(jobs, key=cost_rank), records
-
-
-def _transfer_job(cfg: dict[str, Any], what: str, config: Path, ckpt: Checkpoint, seed: int, force: bool
-                  ) -> tuple[Path, Job | None]:
-    from mixbench.transfer.records import is_complete, record_path
-    from mixbench.transfer.runner import transfer_run_key
-
-    work, records_dir, name = Path(cfg["work_dir"]), Path(cfg["results_dir"]) / "records", config.stem
-    options = [f"{k}={v}" for k, v in (cfg.get("transfer_cfg_options") or {}).items()]
-    key = transfer_run_key(config, ckpt, data_dir=cfg["data_dir"], cfg_options=parse_cfg_options(options),
-                           seed=seed)
-    record = record_path(records_dir, name, ckpt.name, key_id(key))
-    if not force and is_complete(record, key):
-        _log(f"transfer {name} / {ckpt.name} seed {seed}: finished record found; reused")
-        return record, None
-    argv = ["transfer", "random" if ckpt.is_random else f"{ckpt.name}={ckpt.path}",
-            "--config", str(config), "--records-dir", str(records_dir),
-            "--work-root", str(work / "transfer"), "--cache-dir", str(work / "converted"),
-            "--data-root", str(cfg["data_dir"]), "--seed", str(seed)]
-    argv += ["--force"] if force else []
-    argv += ["--cfg-options", *options] if options else []
-    log = work / "transfer" / name / ckpt.name / key_id(key) / "mixbench.transfer.log"  # beside the run's work dir
-    return record, Job(f"transfer {what} {name} / {ckpt.name} seed {seed}", argv, log)
+def transfer_jobs(cfg: dict[str, Any], ckpts: list[Checkpoint], force: bool, executor: Any = None
+                  ) -> tuple[list[Job], list[Path]]:
+    """The transfer stage's jobs (:func:`mixbench.transfer_jobs.plan_transfer_jobs`) for ``executor`` (default:
+    local): every (suite, BN mode, config) with each suite's seeds, in the pipeline's folders; and the record files
+    of every run."""
+    work = Path(cfg["work_dir"])
+    groups = [(f"{suite} {mode}", Path(config), cfg["seeds"][suite])
+              for suite, modes in cfg["_transfer_configs"].items()
+              for mode in cfg["bn_modes"] for config in modes[mode]]
+    plan = TransferPlan(records_dir=Path(cfg["results_dir"]) / "records", work_root=work / "transfer",
+                        cache_dir=work / "converted", data_dir=cfg["data_dir"],
+                        options=[f"{k}={v}" for k, v in (cfg.get("transfer_cfg_options") or {}).items()],
+                        seeds_per_job=cfg["seeds_per_job"], world_size=getattr(executor, "world_size", 1),
+                        launcher=getattr(executor, "launcher", "none"))
+    return plan_transfer_jobs(groups, ckpts, plan, force, _log)
 
 
 def measured_on(records: list[dict[str, Any]]) -> str:
@@ -253,16 +295,18 @@ def table_stage(cfg: dict[str, Any], runs: list[Path]) -> tuple[list[dict[str, A
     return found.records, files
 
 
-def run_pipeline(config: str | Path | None = None, force: bool = False) -> dict[str, Any]:
-    """Run every stage of a pipeline config; return {'records': [...], 'tables': {format: path}, 'seconds'}.
+def run_pipeline(config: str | Path | dict[str, Any] | None = None, force: bool = False) -> dict[str, Any]:
+    """Run every stage of a pipeline config (a path, or a config :func:`load_pipeline_config` returned); return
+    {'records': [...], 'tables': {format: path}, 'seconds'}.
 
     SIGINT and SIGTERM raise :class:`mixbench.base.procs.Interrupted` wherever they arrive (hashing, converting,
-    waiting on jobs), after the running jobs are stopped and any partial file is removed.
+    waiting on jobs), after the running local jobs are stopped (Slurm jobs are left running) and any partial file is
+    removed.
     """
     from mixbench.base.locks import WorkDirError, work_dir_lock
 
     with raise_on_signals():
-        cfg = load_pipeline_config(config)
+        cfg = config if isinstance(config, dict) else load_pipeline_config(config)
         try:
             with work_dir_lock(cfg["work_dir"], log=_log):
                 return _run_stages(cfg, force)
@@ -275,29 +319,78 @@ def run_pipeline(config: str | Path | None = None, force: bool = False) -> dict[
                                 ) from None
 
 
+def _executors(cfg: dict[str, Any]) -> dict[str, Any]:
+    """One executor per stage (``slurm``: the stage's own resources), built before any stage runs so that a wrong
+    setting stops the pipeline at once."""
+    try:
+        executors = {stage: build_executor(cfg["executor"], cfg, stage, state_dir=cfg["work_dir"])
+                     for stage in ("pretrain", "transfer")}
+        check_device_kind(cfg["executor"], executors["transfer"])  # pretraining keys are computed here only
+        return executors
+    except ValueError as err:
+        raise PipelineError(f"{cfg['_path']}: {err}") from None
+
+
 def _run_stages(cfg: dict[str, Any], force: bool) -> dict[str, Any]:
     from mixbench.transfer.checkpoint import Checkpoint
 
     t0 = time.time()
-    parallel, threads = parallel_settings(cfg)
-    executor = LocalExecutor(state_dir=cfg["work_dir"])
-    executor.stop_leftovers(_log)  # the lock is ours: any job still listed belongs to a pipeline that died
-    _log(f"config {cfg['_path']}; up to {parallel} job(s) at a time, {threads} torch thread(s) each")
+    executors = _executors(cfg)
+    LocalExecutor(state_dir=cfg["work_dir"]).stop_leftovers(_log)  # the lock is ours: listed jobs' pipeline died
+    _log(f"config {cfg['_path']}; executor {cfg['executor']}")
+    if cfg.get("detectors") is not None:
+        left = [d for d in DETECTORS if d not in cfg["detectors"]]
+        if left:
+            _log(f"transfer runs {', '.join(cfg['detectors'])}; left out by `detectors` in {cfg['_path']}: "
+                 f"{', '.join(left)} (the config says why)")
     ensure_data(cfg)
 
-    def run(jobs: list[Job]) -> None:
+    def run(stage: str, jobs: list[Job]) -> None:
+        executor = executors[stage]
+        parallel, threads = jobs_at_once(cfg["executor"], cfg, executor, len(jobs))
+        if jobs:
+            _log(f"{stage}: {len(jobs)} job(s), up to {parallel} at a time, {executor.world_size} process(es) and "
+                 f"{threads} torch thread(s) each")
         try:
             run_jobs(jobs, parallel, threads, executor=executor, log=_log)
         except JobError as err:
-            raise PipelineError(str(err)) from None
+            raise PipelineError(f"{stage} {err}") from None
 
     ckpts = [Checkpoint(name="random", path=None)] if cfg.get("random_init", True) else []
-    ckpts += [Checkpoint(name=entry["name"], path=path)
-              for entry, path in zip(cfg["pretrain"], pretrain_stage(cfg, force, run))]
+    pretrained = pretrain_stage(cfg, force, lambda jobs: run("pretrain", jobs), executors["pretrain"].world_size)
+    ckpts += [Checkpoint(name=entry["name"], path=path) for entry, path in zip(cfg["pretrain"], pretrained)]
     convert_stage(cfg, ckpts)
-    jobs, runs = transfer_jobs(cfg, ckpts, force)
-    run(jobs)
+    jobs, runs = transfer_jobs(cfg, ckpts, force, executors["transfer"])
+    run("transfer", jobs)
     records, tables = table_stage(cfg, runs)
     seconds = time.time() - t0
     _log(f"tables written to {cfg['results_dir']}/tables.{{md,csv,tex}} and transfer.png; total {seconds:.0f} s")
     return {"records": records, "tables": tables, "seconds": seconds}
+
+
+def pipeline_jobs(cfg: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per job recorded under the pipeline's work dir (Slurm jobs and this machine's process groups)."""
+    from mixbench.executors import job_rows
+
+    return job_rows(cfg["work_dir"]) if Path(cfg["work_dir"]).is_dir() else []
+
+
+def cancel_pipeline(cfg: dict[str, Any]) -> list[str]:
+    """End every job recorded under the pipeline's work dir: ``scancel`` its queued and running Slurm jobs, and stop
+    the process groups a dead pipeline left (under the work dir's lock: a live pipeline's own jobs end with it);
+    returns what was ended."""
+    from mixbench.base.locks import WorkDirError, work_dir_lock
+    from mixbench.executors.slurm import SlurmExecutor
+
+    work = Path(cfg["work_dir"])
+    if not work.is_dir():
+        return []
+    ended = [f"Slurm job {i}" for i in SlurmExecutor(log=_log).cancel_all(work)]
+    local = LocalExecutor(state_dir=work)
+    if local.status():
+        try:
+            with work_dir_lock(work, log=_log):
+                ended += local.stop_leftovers(_log)
+        except WorkDirError as err:
+            raise PipelineError(f"{err}; the jobs it lists in {work / 'jobs.json'} end with it (Ctrl-C)") from None
+    return ended

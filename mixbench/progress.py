@@ -5,6 +5,9 @@ Each job is a ``mixbench`` sub-process whose mmengine logger writes lines such a
 We show the newest such line's position and ETA per job. Parsing the log is the one interface every stage already
 has (mmengine's own format); no job needs to know it is watched.
 
+A job whose executor reports a state of its own (a Slurm job: ``PENDING (Priority)``, ``RUNNING``) shows that
+state before its progress; the log of a Slurm job is its stdout, which the job writes from the moment it runs.
+
 On a terminal the block of lines is redrawn in place; otherwise (CI logs, pipes) a plain status line per job is
 printed when its progress changed, at most every ``plain_every`` seconds, so logs stay short.
 """
@@ -18,7 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["ProgressBoard", "parse_progress"]
+__all__ = ["ProgressBoard", "Running", "parse_progress"]
+
+# A running job as the board gets it: (label, log, start time) and, optionally, its executor's state (or None).
+Running = tuple[str, Path, float] | tuple[str, Path, float, str | None]
 
 _TRAIN = re.compile(r"Epoch\(train\)\s*\[(\d+)\]\[\s*(\d+)/(\d+)\]")
 _ITER_TRAIN = re.compile(r"Iter\(train\)\s*\[\s*(\d+)/(\d+)\]")
@@ -64,7 +70,7 @@ def _tail(path: Path, size: int = 16384) -> str:
 
 
 class ProgressBoard:
-    """Shows running jobs (label, elapsed, mmengine progress) and a count of finished ones.
+    """Shows running jobs (label, executor state, mmengine progress, elapsed) and a count of finished ones.
 
     Args:
         stream: where to write (default stdout); redrawn in place only if it is a terminal.
@@ -78,16 +84,17 @@ class ProgressBoard:
         self._drawn = 0
         self._last_plain: dict[str, tuple[float, str]] = {}
 
-    def lines(self, running: list[tuple[str, Path, float]], done: int, failed: int, pending: int) -> list[str]:
+    def lines(self, running: list[Running], done: int, failed: int, pending: int) -> list[str]:
         now = time.time()
         out = []
-        for label, log, started in running:
+        for label, log, started, *state in running:
             prog = parse_progress(_tail(log))
-            out.append(f"  {label}: {prog or 'starting'} ({now - started:.0f} s)")
+            shown = ", ".join(str(part) for part in (*state, prog) if part) or "starting"
+            out.append(f"  {label}: {shown} ({now - started:.0f} s)")
         out.append(f"  jobs: {len(running)} running, {pending} waiting, {done} done, {failed} failed")
         return out
 
-    def update(self, running: list[tuple[str, Path, float]], done: int, failed: int, pending: int) -> None:
+    def update(self, running: list[Running], done: int, failed: int, pending: int) -> None:
         lines = self.lines(running, done, failed, pending)
         if self.tty:
             self.clear()

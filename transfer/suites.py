@@ -10,11 +10,12 @@ from pathlib import Path
 
 from mixbench.base.config import resolve_config
 
-__all__ = ["BN_MODES", "SCALES", "SUITES", "suite_configs"]
+__all__ = ["BN_MODES", "DETECTORS", "SCALES", "SUITES", "suite_configs"]
 
 BN_MODES = ("frozen", "finetune")
 SCALES = ("paper", "demo")
 _DETECTORS = {"voc": ("faster-rcnn",), "coco": ("retinanet", "mask-rcnn")}
+DETECTORS = tuple(det for dets in _DETECTORS.values() for det in dets)  # config-name prefixes
 _FILES = {
     ("paper", "voc"): "configs/transfer/voc0712/{det}_r50_fpn_{bn}-bn_1x_voc0712.py",
     ("paper", "coco"): "configs/transfer/coco/{det}_r50_fpn_{bn}-bn_1x_coco.py",
@@ -31,11 +32,17 @@ SUITES: dict[str, dict[str, dict[str, list[str]]]] = {
 }
 
 
-def suite_configs(suites: list[str], bn_modes: list[str], scale: str = "paper") -> list[Path]:
-    """Config files of ``suites`` x ``bn_modes`` at ``scale``, in that order, resolved to existing files."""
+def suite_configs(suites: list[str], bn_modes: list[str], scale: str = "paper",
+                  detectors: list[str] | None = None) -> list[Path]:
+    """Config files of ``suites`` x ``bn_modes`` at ``scale``, in that order, resolved to existing files; with
+    ``detectors``, only those detectors' configs."""
     if scale not in SUITES:
         raise ValueError(f"unknown suite scale {scale!r}; choose one of {SCALES}")
     bad = [s for s in suites if s not in SUITES[scale]] + [b for b in bn_modes if b not in BN_MODES]
     if bad:
         raise ValueError(f"unknown suite or BN mode {bad}; suites {list(SUITES[scale])}, BN modes {BN_MODES}")
-    return [resolve_config(c) for s in suites for b in bn_modes for c in SUITES[scale][s][b]]
+    unknown = [d for d in detectors or [] if d not in DETECTORS]
+    if unknown:
+        raise ValueError(f"unknown detector {unknown}; detectors {list(DETECTORS)}")
+    return [resolve_config(c) for s in suites for b in bn_modes for c in SUITES[scale][s][b]
+            if detectors is None or Path(c).name.split("_")[0] in detectors]

@@ -6,12 +6,14 @@ mmdet, mmcv and mmengine's Runner are imported inside the callables only, so ``m
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
 from mixbench.base import launch
 from mixbench.base.config import add_cfg_options
 from mixbench.base.precision import AMP_HELP
+from mixbench.executors import EXECUTORS
 from mixbench.transfer import suites
 
 
@@ -42,6 +44,13 @@ def _transfer(args: argparse.Namespace) -> int:
         if len(set(names)) != len(names):
             raise ValueError(f"checkpoint names must differ (they key work dirs and records): {names}; "
                              "use NAME=FILE")
+        if args.executor:
+            return _transfer_jobs(args, ckpts)
+        for flag, given in (("--slurm", args.slurm), ("--gpus-per-job", args.gpus_per_job),
+                            ("--parallel", args.parallel)):
+            if given:
+                raise ValueError(f"{flag} needs --executor (without it the runs go one after another in this "
+                                 "process)")
         world_size = init_launcher(args.launcher)
         cache = args.cache_dir or Path(args.work_root) / "_converted"
         for ckpt in ckpts:
@@ -56,6 +65,49 @@ def _transfer(args: argparse.Namespace) -> int:
             NonFiniteLossError) as err:
         print(f"mixbench transfer: error: {err}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _transfer_jobs(args: argparse.Namespace, ckpts: list) -> int:
+    """``transfer --executor``: each run without a finished record becomes one job of its own (a ``mixbench
+    transfer`` of exactly that run), run by the executor; the checkpoints are converted here, once."""
+    from mixbench.executors import build_executor, check_device_kind, jobs_at_once, parse_slurm_options
+    from mixbench.jobs import JobError, run_jobs
+    from mixbench.transfer.checkpoint import prepare_checkpoint
+    from mixbench.transfer_jobs import TransferPlan, plan_transfer_jobs
+
+    kind = args.executor
+    if args.launcher != "none":
+        raise ValueError(f"--launcher {args.launcher}: with --executor the executor starts each run's processes; "
+                         "leave --launcher out")
+    if args.slurm and kind != "slurm":
+        raise ValueError(f"--slurm sets Slurm resources; it needs --executor slurm, not {kind}")
+    if args.gpus_per_job is not None and kind != "torchrun":
+        raise ValueError(f"--gpus-per-job is torchrun's; with --executor {kind} give "
+                         + ("--slurm tasks_per_node=N gpus_per_task=1" if kind == "slurm" else "--executor torchrun"))
+    executor = build_executor(kind, {"gpus_per_job": args.gpus_per_job or 1, "slurm": parse_slurm_options(args.slurm)},
+                              "transfer")
+    check_device_kind(kind, executor)
+    cache = Path(args.cache_dir or Path(args.work_root) / "_converted")
+    for ckpt in ckpts:
+        prepare_checkpoint(ckpt, cache)
+    plan = TransferPlan(records_dir=Path(args.records_dir), work_root=Path(args.work_root), cache_dir=cache,
+                        data_dir=args.data_root, options=list(args.cfg_options), world_size=executor.world_size,
+                        launcher=executor.launcher, flags=["--amp"] if args.amp else [])
+    seeds = list(dict.fromkeys(args.seeds or [args.seed]))
+    jobs, _ = plan_transfer_jobs([("", config, seeds) for config in _configs_for(args)], ckpts, plan, args.force,
+                                 lambda msg: print(msg, flush=True))
+    parallel, threads = jobs_at_once(kind, {"parallel_jobs": args.parallel or "auto"}, executor, len(jobs))
+    try:
+        run_jobs(jobs, parallel, threads, executor=executor)
+    except JobError as err:
+        print(f"mixbench transfer: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:  # SIGINT/SIGTERM: local jobs stopped, Slurm jobs left running (named above)
+        left = "its Slurm jobs go on; the same command run again follows them" if kind == "slurm" else \
+            "running jobs stopped, rerun to resume"
+        print(f"mixbench transfer: interrupted ({err or 'received SIGINT'}); {left}", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -97,18 +149,58 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    from mixbench.pipeline import PipelineError, run_pipeline
+    from mixbench.base.procs import raise_on_signals
+    from mixbench.pipeline import PipelineError, cancel_pipeline, load_pipeline_config, pipeline_jobs, run_pipeline
 
+    cfg: dict = {}
     try:
-        run_pipeline(args.config, force=args.force)
+        with raise_on_signals():
+            cfg = load_pipeline_config(args.config, args.cfg_options, args.executor)
+            if args.status:
+                return _print_jobs(pipeline_jobs(cfg), cfg["work_dir"])
+            if args.cancel:
+                ended = cancel_pipeline(cfg)
+                print(f"ended {len(ended)} job(s) of {cfg['work_dir']}" + (": " + ", ".join(ended) if ended else ""))
+                return 0
+            run_pipeline(cfg, force=args.force)
     except PipelineError as err:
         print(f"mixbench pipeline: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as err:  # SIGINT/SIGTERM: running jobs stopped, partial files removed
+    except KeyboardInterrupt as err:  # SIGINT/SIGTERM: local jobs stopped, Slurm jobs left, partial files removed
         why = str(err) or "received SIGINT"
-        print(f"mixbench pipeline: interrupted ({why}); running jobs stopped, rerun to resume", file=sys.stderr)
+        if cfg.get("executor") == "slurm":
+            # the same work dir: the config, and any --cfg-options that moves its work dir
+            moved = [p for p in args.cfg_options if p.lstrip("+").partition("=")[0] == "work_dir"]
+            again = shlex.join(["mixbench", "pipeline", *([args.config] if args.config else []),
+                                *(["--cfg-options", *moved] if moved else [])])
+            print(f"mixbench pipeline: interrupted ({why}); its Slurm jobs go on: `{again} --status` lists them, "
+                  f"`{again} --cancel` cancels them, a rerun follows them", file=sys.stderr)
+        else:
+            print(f"mixbench pipeline: interrupted ({why}); running jobs stopped, rerun to resume", file=sys.stderr)
         return 130
     return 0
+
+
+def _print_jobs(rows: list[dict[str, str]], work_dir: str) -> int:
+    from tabulate import tabulate
+
+    if not rows:
+        print(f"no jobs recorded under {work_dir}")
+        return 0
+    header = {"label": "job", "executor": "executor", "job_id": "id", "state": "state", "reason": "reason",
+              "log": "log"}
+    print(tabulate([{k: row.get(k, "") for k in header} for row in rows], headers=header))
+    return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return n
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -134,6 +226,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="run each seed as its own run (own run key, work dir and record); tables show mean ± s.d.")
     p.add_argument("--force", action="store_true", help="rerun finished runs from scratch")
     p.add_argument("--amp", action="store_true", help=AMP_HELP)
+    p.add_argument("--executor", choices=EXECUTORS,
+                   help="run each (config, checkpoint, seed) without a finished record as a job of its own: local "
+                   "processes, torchrun (--gpus-per-job) or Slurm (--slurm); default: one after another here")
+    p.add_argument("--slurm", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="Slurm resources of each job (with --executor slurm): nodes, tasks_per_node, gpus_per_task, "
+                   "cpus_per_task, mem_gb, timeout_min, partition, account, qos, constraint, sbatch.OPTION, "
+                   "signal_delay_s, max_requeues")
+    p.add_argument("--gpus-per-job", type=_positive, metavar="N",
+                   help="processes (GPUs) per job (with --executor torchrun)")
+    p.add_argument("--parallel", type=_positive, metavar="N",
+                   help="jobs at a time (default: Slurm all, torchrun one per GPU slice, else one per CPU core, or "
+                   "one with a GPU)")
     p.set_defaults(func=_transfer)
 
     p = sub.add_parser("table", help="Tables 7/8 layouts from run records (markdown, csv, latex), mean ± s.d. "
@@ -156,4 +260,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "(configs/pipeline/demo_synthetic.py). A second run reuses finished stages.")
     p.add_argument("config", nargs="?", help="pipeline config (configs/pipeline/*.py)")
     p.add_argument("--force", action="store_true", help="rerun every stage")
+    p.add_argument("--executor", choices=EXECUTORS,
+                   help="where jobs run (default: the config's `executor`, else local): this machine's processes, "
+                   "torchrun with the config's gpus_per_job, or Slurm with its `slurm` resources")
+    actions = p.add_mutually_exclusive_group()
+    actions.add_argument("--status", action="store_true",
+                         help="list the jobs recorded under the work dir (Slurm: id, state, reason, log) and exit")
+    actions.add_argument("--cancel", action="store_true",
+                         help="cancel the queued and running Slurm jobs recorded under the work dir, stop the local "
+                         "jobs a dead pipeline left, and exit")
+    p.add_argument("--cfg-options", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override keys of the pipeline config (same rules as other commands' --cfg-options); "
+                   "pretrain.N.cfg_options.KEY=VALUE and transfer_cfg_options.KEY=VALUE set a stage's own option")
     p.set_defaults(func=_pipeline)

@@ -2,7 +2,8 @@
 
 Each job's sbatch output and its record (``<log stem>.json``: job id, label, command) live in ``slurm/`` beside the
 job's log, in the run's work dir. A rerun that finds a record of a queued or running job follows that job instead
-of submitting it again; a failed, cancelled or vanished one is submitted anew. A time limit or a preemption reaches
+of submitting it again, as it does a job that completed unfollowed; a failed, cancelled or vanished one is submitted
+anew. A time limit or a preemption reaches
 submitit's handler, which requeues the job with :func:`mixbench.executors.argv.resume_argv` (the run continues from
 its last mmengine checkpoint).
 
@@ -182,9 +183,16 @@ class SlurmExecutor:
         """Processes per job (nodes x tasks per node)."""
         return int(self.resources["nodes"]) * int(self.resources["tasks_per_node"])
 
+    world_size = tasks
+
+    @property
+    def launcher(self) -> str:
+        """``slurm`` for a job of several tasks (:meth:`command`), else ``none``."""
+        return "slurm" if self.tasks > 1 else "none"
+
     def command(self, job: Any) -> list[str]:
         """The ``mixbench`` argv each task of ``job`` runs (``--launcher slurm`` when it has several)."""
-        return with_launcher(job.argv, "slurm") if self.tasks > 1 else list(job.argv)
+        return with_launcher(job.argv, self.launcher) if self.tasks > 1 else list(job.argv)
 
     def start(self, job: Any, env: dict[str, str]) -> None:
         """Follow ``job``'s queued or running Slurm job if its record names one, else submit it.
@@ -196,7 +204,9 @@ class SlurmExecutor:
         prior = _read_record(record)
         if prior is not None:
             state = job_states([prior["job_id"]]).get(prior["job_id"], {}).get("State")
-            if state in ACTIVE:
+            # A job that completed while no run followed it (its record has no end state yet) did its work: it
+            # is collected, not submitted again. One whose end a run has seen is submitted anew (e.g. --force).
+            if state in ACTIVE or (state == "COMPLETED" and "state" not in prior):
                 job.handle = SlurmHandle(prior["job_id"], record)
                 job.log = Path(prior["log"])
                 self._followed.add(prior["job_id"])
@@ -228,7 +238,9 @@ class SlurmExecutor:
 
     def parameters(self, job: Any, env: dict[str, str]) -> dict[str, Any]:
         """submitit's parameters for ``job``: the resources, its name, working dir and environment."""
-        params: dict[str, Any] = {RESOURCES[k]: v for k, v in self.resources.items() if k in RESOURCES}
+        # None leaves a key out of the request (`slurm.gpus_per_task=None`: a CPU job of a GPU config)
+        params: dict[str, Any] = {RESOURCES[k]: v for k, v in self.resources.items()
+                                  if k in RESOURCES and v is not None}
         if "mem" in params:
             params["mem"] = f"{round(float(params['mem']) * 1024)}M"
         params["additional_parameters"] = {"chdir": os.getcwd(), **(params.get("additional_parameters") or {})}

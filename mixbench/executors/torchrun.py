@@ -54,6 +54,13 @@ class TorchrunExecutor(LocalExecutor):
         self._taken: dict[int, list[str]] = {}
         self._slices = len(self._free)
 
+    launcher = "pytorch"
+
+    @property
+    def world_size(self) -> int:
+        """Processes per job."""
+        return self.nproc_per_job
+
     @property
     def max_parallel(self) -> int | None:
         """Jobs that can run at once (one per GPU slice); None on CPU, where the caller decides."""

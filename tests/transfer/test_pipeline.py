@@ -169,6 +169,46 @@ def test_each_seed_is_a_transfer_run_of_its_own(tmp_path, monkeypatch, capsys):
         assert job.argv[job.argv.index("--seed") + 1] == "1"
 
 
+def test_seeds_per_job_runs_several_seeds_of_one_run_in_one_job(tmp_path, monkeypatch, capsys):
+    """Seeds [0, 1, 2, 3] with seed 0 finished and two seeds per job: jobs of seeds (1, 2) and (3) per checkpoint,
+    each log in the work dir of its first run."""
+    path, _ = _finished_pipeline(tmp_path, transfer_options="seeds = [0, 1, 2, 3]\nseeds_per_job = 2\n")
+    started: list[Job] = []
+    monkeypatch.setattr(LocalExecutor, "start", lambda self, job, env: started.append(job))
+    monkeypatch.setattr(LocalExecutor, "poll", lambda self, job: 0)
+    run_pipeline(path)
+    assert capsys.readouterr().out.count("seed 0: finished record found; reused") == 2
+    assert sorted(j.label.rsplit(" / ", 1)[1] for j in started) == [
+        "moco seed 3", "moco seeds 1 2", "random seed 3", "random seeds 1 2"]
+    for job in started:
+        seeds = job.argv[job.argv.index("--seeds") + 1:job.argv.index("--seeds") + 3] if "--seeds" in job.argv \
+            else [job.argv[job.argv.index("--seed") + 1]]
+        assert seeds in (["1", "2"], ["3"])
+        name = "mixbench.transfer.seeds-1-2.log" if len(seeds) == 2 else "mixbench.transfer.log"
+        run_dir = job.log.parent  # the first seed's run: its run key id names the folder and its record
+        assert job.log.name == name and (run_dir.parent.name, run_dir.parent.parent.name) == (
+            job.label.rsplit(" / ", 1)[1].split()[0], Path(VOC).stem)
+        records = tmp_path / "results" / "records" / Path(VOC).stem / run_dir.parent.name
+        assert not (records / f"{run_dir.name}.json").exists()  # a run still to do, not a finished one
+
+
+def test_seeds_per_suite_and_their_errors(tmp_path):
+    base = ("pretrain=[]\nsuites=['voc', 'coco']\nbn_modes=['frozen']\ndata_dir='d'\nwork_dir='w'\n"
+            "results_dir='r'\n")
+    cfg = load_pipeline_config(_config(tmp_path, base + "seeds=dict(voc=[0, 1, 2, 3, 4], coco=[0, 1, 2])\n"))
+    assert cfg["seeds"] == {"voc": [0, 1, 2, 3, 4], "coco": [0, 1, 2]} and cfg["seeds_per_job"] == 1
+    assert load_pipeline_config(_config(tmp_path, base + "seeds=[3, 4]\n"))["seeds"] == {"voc": [3, 4],
+                                                                                         "coco": [3, 4]}
+    for seeds, message in [("dict(voc=[0])", r"missing \['coco'\]"),
+                           ("dict(voc=[0], coco=[0], kitti=[0])", r"unknown \['kitti'\]"),
+                           ("dict(voc=[0], coco=[1, 1])", r"seeds\['coco'\] must be a non-empty list")]:
+        with pytest.raises(PipelineError, match=f"pipe.py: .*{message}"):
+            load_pipeline_config(_config(tmp_path, base + f"seeds={seeds}\n"))
+    for n in ("0", "2.5", "True"):
+        with pytest.raises(PipelineError, match=f"pipe.py: seeds_per_job must be a positive integer, not {n}$"):
+            load_pipeline_config(_config(tmp_path, base + f"seeds_per_job={n}\n"))
+
+
 def test_a_rerun_stops_the_jobs_a_killed_pipeline_left(tmp_path, monkeypatch, capsys):
     """A job listed in the work dir's jobs.json by a pipeline that is gone is stopped, and named, before any stage."""
     path, _ = _finished_pipeline(tmp_path)

@@ -10,18 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from tiny_voc import DEMO_VOC, TINY_VOC
+from tiny_voc import DEMO_VOC, PAPER_AT_TINY_SCALE, TINY_VOC
 
 from mixbench.transfer.checkpoint import Checkpoint, TransferError, backbone_mismatches, parse_checkpoint
 from mixbench.transfer.runner import run_transfer
 
 TINY = [*TINY_VOC, "default_hooks.logger.interval=1"]
-# The paper's VOC config on these tiny images: an R18 backbone and the demo's proposal and RoI counts (the paper's
-# 1000 proposals and 512 sampled RoIs per image dominate a CPU step); the same code path at a fraction of the time.
-PAPER_AT_TINY_SCALE = ["model.backbone.depth=18", "model.neck.in_channels=[64,128,256,512]",
-                       "model.train_cfg.rpn_proposal.nms_pre=300", "model.train_cfg.rpn_proposal.max_per_img=100",
-                       "model.test_cfg.rpn.nms_pre=300", "model.test_cfg.rpn.max_per_img=100",
-                       "model.train_cfg.rcnn.sampler.num=64", *TINY]
+PAPER_TINY = [*PAPER_AT_TINY_SCALE, "default_hooks.logger.interval=1"]
 
 
 def _options(items: list[str]) -> dict:
@@ -91,7 +86,7 @@ def test_public_moco_layout_end_to_end_through_the_cli(tmp_path, synthetic_root,
             # the run (a NaN model's AP would still lie in [0, 1]).
             "optim_wrapper.optimizer.lr=0.00125",
             "train_cfg.val_interval=2", "val_dataloader.num_workers=0", "val_dataloader.persistent_workers=False",
-            *PAPER_AT_TINY_SCALE, "--amp"]
+            *PAPER_TINY, "--amp"]
     with pytest.warns(UserWarning, match="--amp ignored: no GPU"):
         assert main(argv) == 0
     (rec_file,) = (tmp_path / "rec").rglob("*.json")
@@ -127,7 +122,7 @@ def test_classic_torchvision_file_without_num_batches_tracked_transfers_with_a_n
             str(synthetic_root["voc"].parent), "--records-dir", str(tmp_path / "rec"), "--work-root",
             str(tmp_path / "wd"), "--cfg-options", "train_dataloader.dataset.times=1", "train_cfg.max_epochs=1",
             "train_cfg.val_interval=2", "val_dataloader.num_workers=0", "val_dataloader.persistent_workers=False",
-            "optim_wrapper.optimizer.lr=0.00125", *PAPER_AT_TINY_SCALE]  # the paper's lr 0.01 x 2 / 16 images
+            "optim_wrapper.optimizer.lr=0.00125", *PAPER_TINY]  # the paper's lr 0.01 x 2 / 16 images
     assert main(argv) == 0
     (rec_file,) = (tmp_path / "rec").rglob("*.json")
     rec = json.loads(rec_file.read_text())
@@ -205,3 +200,42 @@ def test_same_name_other_file_trains_fresh_and_records_its_own_numbers(tmp_path,
     det = safe_torch_load(Path(rec_b["work_dir"]) / "epoch_1.pth")["state_dict"]["backbone.conv1.weight"]
     b_init = sd["conv1.weight"]
     assert (det - b_init).norm() < 0.1 * b_init.norm() < (det - 2 * b_init).norm()
+
+
+@pytest.mark.slow
+def test_seeds_run_in_one_process_record_what_a_fresh_process_records(tmp_path, synthetic_root):
+    """`transfer --seeds 0 1` in one process (as a pipeline job with several seeds runs them) and `--seed 1` in a
+    process of its own give seed 1 the same metrics: nothing a first run leaves in the process changes the next."""
+    import subprocess
+    import sys
+
+    from mixbench.cli import main
+
+    data = str(synthetic_root["voc"].parent)
+    common = ["transfer", "random", "--config", str(DEMO_VOC), "--data-root", data, "--cfg-options",
+              *TINY, "train_cfg.max_epochs=1", "train_dataloader.dataset.times=1"]
+
+    def dirs(name: str) -> list[str]:
+        return ["--records-dir", str(tmp_path / name / "rec"), "--work-root", str(tmp_path / name / "wd")]
+
+    cut = common.index("--cfg-options")
+    assert main([*common[:cut], "--seeds", "0", "1", *dirs("one"), *common[cut:]]) == 0
+    env = dict(__import__("os").environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
+    subprocess.run([sys.executable, "-m", "mixbench.cli", *common[:cut], "--seed", "1", *dirs("fresh"),
+                    *common[cut:]], check=True, env=env, capture_output=True)
+
+    def trained(name: str) -> dict[int, dict[str, torch.Tensor]]:
+        """seed -> the detector's trained weights (the tiny runs' metrics are all 0, so weights are compared)."""
+        from mixbench.base.safe_load import safe_torch_load
+
+        out = {}
+        for path in (tmp_path / name / "rec").rglob("*.json"):
+            record = json.loads(path.read_text())
+            out[record["seed"]] = safe_torch_load(Path(record["work_dir"]) / "epoch_1.pth")["state_dict"]
+        return out
+
+    one, fresh = trained("one"), trained("fresh")
+    assert sorted(one) == [0, 1] and list(fresh) == [1]
+    assert one[1].keys() == fresh[1].keys()
+    assert all(torch.equal(one[1][k], fresh[1][k]) for k in one[1])
+    assert not all(torch.equal(one[0][k], one[1][k]) for k in one[1])  # the seed does change the run

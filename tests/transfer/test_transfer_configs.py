@@ -183,3 +183,25 @@ def test_pipeline_configs_load():
         assert len(names) == len(set(names)) >= 2  # MoCo vs MoCo + mixtures
     demo = load_pipeline_config(None)
     assert demo["random_init"] and set(demo["suites"]) == {"voc", "coco"} and demo["synthetic"]["preset"] == "demo"
+
+
+def test_a_pipeline_runs_the_detectors_it_names_and_says_which_it_leaves_out(tmp_path):
+    from mixbench.pipeline import PipelineError, load_pipeline_config
+    from mixbench.transfer.suites import suite_configs
+
+    every = suite_configs(["voc", "coco"], ["frozen"], "demo")
+    assert [p.name.split("_")[0] for p in every] == ["faster-rcnn", "retinanet", "mask-rcnn"]
+    only = suite_configs(["voc", "coco"], ["frozen"], "demo", ["mask-rcnn", "faster-rcnn"])
+    assert only == [every[0], every[2]]
+
+    demo = load_pipeline_config(None)  # the 10-minute demo: VOC Faster R-CNN only, the full demo all three
+    assert [p.name for modes in demo["_transfer_configs"].values() for p in modes["frozen"]] == [every[0].name]
+    full = load_pipeline_config("configs/pipeline/demo_full_synthetic.py")
+    assert [p for modes in full["_transfer_configs"].values() for p in modes["frozen"]] == every
+    assert full["work_dir"] == demo["work_dir"] and full["results_dir"] != demo["results_dir"]
+
+    wrong = tmp_path / "wrong.py"
+    wrong.write_text("_base_ = ['%s']\ndetectors = ['faster-rcnn', 'yolo']\n"
+                     % (REPO / "configs/pipeline/demo_synthetic.py"))
+    with pytest.raises(PipelineError, match=r"wrong\.py: unknown detector \['yolo'\]"):
+        load_pipeline_config(wrong)
