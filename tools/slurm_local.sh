@@ -4,10 +4,11 @@
 #   bash tools/slurm_local.sh start    install (Debian packages, once) and start munged, MariaDB, slurmdbd,
 #                                      slurmctld and slurmd; waits until the node is idle; prints `export SLURM_CONF=...`
 #   bash tools/slurm_local.sh status   which daemons run, and sinfo
-#   bash tools/slurm_local.sh stop     stop the daemons this script started
+#   bash tools/slurm_local.sh stop     cancel the cluster's jobs, stop the daemons this script started
 #
 # Runs without systemd (containers, CI). Everything it writes lives under ${MIXBENCH_SLURM_DIR:-/tmp/mixbench-slurm}
-# except /run/munge; delete that folder for a cluster with an empty queue and job ids from 1. Needs root.
+# except /run/munge; delete that folder for a cluster with an empty queue and job ids from 1. Starting needs root
+# (the daemons run as root, munge and mysql); once it runs, `start` as any user only checks that it is up.
 set -euo pipefail
 
 DIR=${MIXBENCH_SLURM_DIR:-/tmp/mixbench-slurm}
@@ -32,6 +33,13 @@ wait_for() {  # wait_for WHAT COMMAND...: retry COMMAND for WAIT_S seconds
     die "$what not ready after ${WAIT_S} s; see the logs in $DIR/log"
 }
 
+cluster_up() {  # the controller answers and the node takes jobs
+    local state
+    SLURM_CONF=$CONF scontrol ping 2>/dev/null | grep -q UP || return 1
+    state=$(SLURM_CONF=$CONF sinfo -h -N -o %T 2>/dev/null)
+    [[ $state == idle* || $state == mix* || $state == alloc* ]]
+}
+
 install_packages() {
     local missing=()
     for p in "${PACKAGES[@]}"; do
@@ -39,6 +47,8 @@ install_packages() {
     done
     [[ ${#missing[@]} -eq 0 ]] && return 0
     [[ $(id -u) -eq 0 ]] || die "missing packages (${missing[*]}); run this script as root to install them"
+    command -v apt-get >/dev/null || die "missing packages (${missing[*]}) and no apt-get: this script installs \
+Debian's packages (Debian 12 or a derivative)"
     say "installing ${missing[*]}"
     apt-get update -qq
     # policy-rc.d-less containers try to start the services; they are started below instead, so that is harmless
@@ -112,6 +122,7 @@ start_munge() {
     install -d -o munge -g munge -m 0700 /var/log/munge /var/lib/munge
     [[ -s /etc/munge/munge.key ]] || runuser -u munge -- mungekey --create
     runuser -u munge -- munged
+    touch "$DIR/munged.started"  # `stop` ends only a munged this script started
     wait_for munged bash -c 'munge -n | unmunge'
 }
 
@@ -149,6 +160,13 @@ start_slurm() {
 }
 
 start() {
+    if [[ $(id -u) -ne 0 ]]; then
+        cluster_up || die "no cluster running at $CONF, and starting one needs root (it installs packages and \
+runs munged, MariaDB and the Slurm daemons): run \`sudo bash tools/slurm_local.sh start\` once"
+        say "one-node cluster up: $(SLURM_CONF=$CONF sinfo -h -N -o '%N %T cpus=%c mem=%m')"
+        echo "export SLURM_CONF=$CONF"
+        return 0
+    fi
     install_packages
     install -d "$DIR" "$DIR/state" "$DIR/spool" "$DIR/log"
     write_configs
@@ -168,12 +186,25 @@ stop_pidfile() {  # stop_pidfile NAME PIDFILE: SIGTERM, then SIGKILL after 15 s
     say "killed $1 (did not stop within 15 s)"
 }
 
+cancel_jobs() {  # scancel every job of the cluster and wait (30 s at most) for them to end: nothing is left running
+    local ids
+    SLURM_CONF=$CONF scontrol ping 2>/dev/null | grep -q UP || return 0
+    ids=$(SLURM_CONF=$CONF squeue -h -o %i)
+    [[ -n $ids ]] || return 0
+    say "cancelling job(s) $(echo $ids)"
+    # shellcheck disable=SC2086
+    SLURM_CONF=$CONF scancel $ids || true
+    for _ in $(seq 60); do [[ -z $(SLURM_CONF=$CONF squeue -h -o %i) ]] && return 0; sleep 0.5; done
+    say "job(s) $(SLURM_CONF=$CONF squeue -h -o %i | tr '\n' ' ')still listed after 30 s"
+}
+
 stop() {
+    cancel_jobs
     stop_pidfile slurmd "$DIR/slurmd.pid"
     stop_pidfile slurmctld "$DIR/slurmctld.pid"
     stop_pidfile slurmdbd "$DIR/slurmdbd.pid"
     stop_pidfile MariaDB "$DIR/db/mysqld.pid"
-    stop_pidfile munged /run/munge/munged.pid
+    if [[ -f $DIR/munged.started ]]; then stop_pidfile munged /run/munge/munged.pid; rm -f "$DIR/munged.started"; fi
 }
 
 status() {

@@ -130,6 +130,32 @@ def test_a_rerun_follows_the_queued_job_instead_of_submitting_it_again(slurm_clu
     assert (tmp_path / "data" / "imagenet" / "train").is_dir()
 
 
+def _finish(executor: SlurmExecutor, job: Job, timeout_s: float = 120.0) -> int | None:
+    deadline = time.time() + timeout_s
+    while (rc := executor.poll(job)) is None and time.time() < deadline:
+        time.sleep(1)
+    return rc
+
+
+def test_a_job_that_completed_while_no_run_followed_it_is_collected_not_submitted_again(tmp_path):
+    label = _unique("unfollowed")
+    job = _data_job(label, tmp_path)
+    SlurmExecutor(poll_s=1).start(job, dict(os.environ))  # its pipeline dies before the job ends
+    submitted = job.handle.job_id
+    assert _sacct(submitted) == ["COMPLETED"]
+
+    again, second = _data_job(label, tmp_path), SlurmExecutor(poll_s=1)
+    second.start(again, dict(os.environ))
+    assert again.handle.job_id == submitted
+    assert _finish(second, again) == 0, second.failures
+    # Its end now seen and recorded, the same job given again is a new run (a --force rerun): submitted anew.
+    third, executor = _data_job(label, tmp_path), SlurmExecutor(poll_s=1)
+    executor.start(third, dict(os.environ))
+    assert third.handle.job_id != submitted
+    assert _finish(executor, third) == 0, executor.failures
+    assert _submitted_named(label) == [submitted, third.handle.job_id]
+
+
 def _requeued(job_id: str) -> bool:
     """The job has been requeued and waits to start again."""
     out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, check=True,
@@ -140,11 +166,13 @@ def _requeued(job_id: str) -> bool:
 
 def test_a_job_past_its_time_limit_is_requeued_and_finishes_its_run(synthetic_root, tmp_path):
     # Slurm signals up to a minute before the warning time: with a 2-minute limit and 30 s of warning the signal
-    # comes 30-90 s in, after the first epoch checkpoints and (300 epochs take 110 s on an idle machine) before
-    # the end. Requeued, the job waits 2 minutes (Slurm's delay for requeued batch jobs) and gets the same limit;
-    # the test lifts both once the job is requeued, so that the rest of the run fits whatever the machine's load.
+    # comes 30-90 s in, after the first checkpoint (every 10 epochs: saving one each epoch would double an epoch's
+    # time) and before the end (300 epochs took 110-300 s on this project's 2-core machine). Requeued, the job waits
+    # 2 minutes (Slurm's delay for requeued batch jobs) and gets the same limit; the test lifts both once the job is
+    # requeued, so that the rest of the run fits whatever the machine's load.
     epochs = 300
     job = _pretrain_job(_unique("requeue"), synthetic_root["imagenet"], tmp_path / "wd", epochs, batch=8)
+    job.argv.append("default_hooks.checkpoint.interval=10")  # after --cfg-options
     executor = SlurmExecutor({"timeout_min": 2, "signal_delay_s": 30, "max_requeues": 1}, poll_s=1)
     executor.start(job, dict(os.environ))
     job_id, deadline = job.handle.job_id, time.time() + 300
