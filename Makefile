@@ -1,5 +1,6 @@
 # mixbench: the two set-up commands of the README, plus helpers.
 #   make demo   set up (once) and run the demo pipeline on synthetic data: pretrain -> convert -> transfer -> tables
+#   make demo-full  the demo with all three detectors (VOC Faster R-CNN, COCO RetinaNet and Mask R-CNN)
 #   make test   set up (once) and run the test suite
 #   make test-fast  the suite without the tests that train a model (marked slow), for a quick check while editing
 #   make test-slurm the Slurm executor against a real one-node cluster on localhost (started by tools/slurm_local.sh;
@@ -7,7 +8,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast test-slurm lint doctor clean
+.PHONY: setup demo demo-full test test-fast test-slurm lint doctor clean
 
 setup:
 	@bash .ci/bootstrap.sh
@@ -15,6 +16,9 @@ setup:
 demo: setup
 	$(VENV)/bin/mixbench doctor
 	$(VENV)/bin/mixbench pipeline
+
+demo-full: setup
+	$(VENV)/bin/mixbench pipeline configs/pipeline/demo_full_synthetic.py
 
 test: setup
 	$(PY) -m ruff check .

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,12 @@ def test_the_choices_the_commands_table_states_are_the_parsers(row: str) -> None
         assert sorted(choices.split("\\|")) == sorted(options[opt].choices or CHECKED_LATER[opt]), (row, opt)
 
 
+@pytest.mark.parametrize("row", _command_rows())
+def test_every_option_the_commands_table_names_is_the_parsers(row: str) -> None:
+    options = {opt for a in _parser_of(row)._actions for opt in a.option_strings}
+    assert sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", row)) - options) == [], row
+
+
 def test_the_launchers_the_readme_states_are_the_code() -> None:
     stated = re.search(r"`--launcher ([\w|]+)`", README).group(1)
     assert tuple(stated.split("|")) == LAUNCHERS
@@ -73,3 +80,17 @@ def test_every_file_the_readme_links_exists() -> None:
     links = re.findall(r"\]\(((?:docs|results)/[^)]+)\)", README)
     assert links
     assert [link for link in links if not (ROOT / link).is_file()] == []
+
+
+def test_the_readme_quotes_the_demo_tables_as_generated() -> None:
+    """Every table (and its protocol, notes and paired differences) of the committed demo output appears in the
+    README unchanged: the README shows what the demo printed, nothing typed by hand. The committed file, not the
+    working copy: a local `make demo` rewrites results/demo/ with this machine's numbers."""
+    committed = subprocess.run(["git", "show", "HEAD:results/demo/tables.md"], cwd=ROOT, capture_output=True,
+                               text=True)
+    generated = committed.stdout if committed.returncode == 0 else (ROOT / "results" / "demo" / "tables.md").read_text()
+    blocks = [block.strip() for block in generated.split("\n### ")[1:]]
+    assert blocks
+    for block in blocks:
+        assert block in README, block.splitlines()[0]
+    assert "(results/demo/transfer.png)" in README
