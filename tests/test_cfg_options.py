@@ -184,7 +184,7 @@ def test_suite_and_bn_choices_come_from_suites(monkeypatch) -> None:
 def test_every_config_taking_command_declares_cfg_options_once() -> None:
     subs = _subparsers(build_parser())
     takers = {name for name, p in subs.items() if any(a.dest == "cfg_options" for a in p._actions)}
-    assert takers == {"linear", "pretrain", "transfer"}
+    assert takers == {"linear", "pretrain", "transfer", "pipeline"}
     for name in takers:
         action = next(a for a in subs[name]._actions if a.dest == "cfg_options")
         assert action.default == [] and "+KEY=VALUE" in action.help

@@ -54,14 +54,15 @@ class ConfigOptionError(ValueError):
     """A ``--cfg-options`` pair that is malformed or names a key the config does not have (one-line message)."""
 
 
-def add_cfg_options(parser: argparse.ArgumentParser) -> None:
-    """Declare ``--cfg-options KEY=VALUE ...`` on ``parser``: the raw strings, repeatable.
+def add_cfg_options(parser: argparse.ArgumentParser, more_help: str = "") -> None:
+    """Declare ``--cfg-options KEY=VALUE ...`` on ``parser``: the raw strings, repeatable; ``more_help`` follows
+    the shared help text.
 
     Parsing and checking happen when the command runs (:func:`parse_cfg_options`, :func:`merge_cfg_options`), so a
     bad pair ends in a one-line error with exit status 2 rather than in argparse or a traceback.
     """
     parser.add_argument("--cfg-options", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help=CFG_OPTIONS_HELP)
+                        help=f"{CFG_OPTIONS_HELP} {more_help}".strip())
 
 
 def _check_key(key: str, pair: str) -> None:

@@ -269,7 +269,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions.add_argument("--cancel", action="store_true",
                          help="cancel the queued and running Slurm jobs recorded under the work dir, stop the local "
                          "jobs a dead pipeline left, and exit")
-    p.add_argument("--cfg-options", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                   help="override keys of the pipeline config (same rules as other commands' --cfg-options); "
-                   "pretrain.N.cfg_options.KEY=VALUE and transfer_cfg_options.KEY=VALUE set a stage's own option")
+    add_cfg_options(p, "Here the keys are the pipeline config's; pretrain.N.cfg_options.KEY=VALUE and "
+                    "transfer_cfg_options.KEY=VALUE set a stage's own option.")
     p.set_defaults(func=_pipeline)
