@@ -112,12 +112,14 @@ def run_doctor(print_fn: Callable[[str], None] = print, required: dict[str, str]
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     try:
-        from mmcv.ops import get_compiler_version, get_compiling_cuda_version
+        # Not mmcv.ops.get_compiler_version(): built as make setup builds it, against torch 2.11 on Python 3.12,
+        # that call segfaulted on the lent H200 machine, while the ops themselves worked.
+        from mmcv.ops import get_compiling_cuda_version
 
         from mixbench.transfer.ops_backend import configure
 
         cuda_ops = get_compiling_cuda_version()
-        print_fn(f"mmcv ops     compiled ({get_compiler_version()}; CUDA ops: "
+        print_fn(f"mmcv ops     compiled (CUDA ops: "
                  f"{'yes, CUDA ' + cuda_ops if cuda_ops not in ('', 'not available') else 'no (CPU only)'})")
         table = configure()
         for op, row in table.items():

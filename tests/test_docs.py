@@ -94,3 +94,16 @@ def test_the_readme_quotes_the_demo_tables_as_generated() -> None:
     for block in blocks:
         assert block in README, block.splitlines()[0]
     assert "(results/demo/transfer.png)" in README
+
+
+def test_the_readme_quotes_the_gpu_figures_as_measured() -> None:
+    """The GPU block is the report of the committed device-check JSON, not numbers typed in."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import gpu_check
+
+    gpu = ROOT / "results" / "gpu"
+    measured, doctor = (json.loads((gpu / f"{n}_2026-12-04_h200.json").read_text()) for n in ("measure", "doctor"))
+    assert gpu_check.report(measured, doctor) in (ROOT / "README.md").read_text()

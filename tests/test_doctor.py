@@ -34,6 +34,18 @@ def test_doctor_passes_on_the_installed_stack() -> None:
                    and f"cuda: {row['cuda']}" in line for line in lines), (op, text)
 
 
+def test_doctor_stays_off_mmcv_get_compiler_version(monkeypatch) -> None:
+    """That call segfaulted on the lent H200 machine (mmcv built against torch 2.11): the doctor must not make it."""
+    import mmcv.ops
+
+    def crash() -> str:
+        raise AssertionError("mmcv.ops.get_compiler_version called")
+
+    monkeypatch.setattr(mmcv.ops, "get_compiler_version", crash)
+    lines: list[str] = []
+    assert doctor.run_doctor(lines.append) == 0, "\n".join(lines)
+
+
 def test_doctor_gpu_check_through_the_stand_ins() -> None:
     """The CUDA check (nms, RoIAlign and focal loss against torchvision), forced through the stand-ins on CPU."""
     from mixbench.transfer.ops_backend import force_torchvision

@@ -18,8 +18,10 @@ of mixbench is imported):
    torchvision (``mixbench.transfer.ops_backend``), which is part of what this check measures;
 3. ``pip install --no-deps --no-build-isolation --target SITE .`` (mixbench itself);
 
-then this script re-runs itself with ``PYTHONPATH=SITE`` for the measurements, written to one JSON file
-(``$OUT/gpu_check.json`` under the device tool, else ``work_dirs/gpu_check/gpu_check.json``):
+then this script re-runs itself with ``PYTHONPATH=SITE`` once per measurement (``--steps`` picks some), so that a
+step that crashes is recorded with its exit code and faulthandler's traceback while the others still run; all
+go into one JSON file (``$OUT/gpu_check.json`` under the device tool, else ``work_dirs/gpu_check/gpu_check.json``),
+which ``--report`` turns into the README's GPU section:
 
 * ``doctor``: ``mixbench doctor`` on CUDA (its lines and the op backend per device);
 * ``detectors``: Faster R-CNN (VOC, 1000x600), RetinaNet and Mask R-CNN (COCO, 1333x800), R50-FPN, random init,
@@ -179,46 +181,70 @@ def run_pretrain_bench() -> dict:
             "plain_over_bare": by["plain"]["img_per_s"] / by["bare"]["img_per_s"]}
 
 
-def measure(out: Path, data_root: Path) -> dict:
-    """Everything after set-up; needs CUDA and mixbench importable."""
+def measurement_steps() -> list[str]:
+    """The measurements in order, each run in a process of its own (``--measure-only --step STEP``)."""
+    return ["doctor", *(f"detector:{name}:{int(amp)}" for name, _, _ in DETECTORS for amp in (False, True)),
+            "pretrain_bench"]
+
+
+def measure_step(step: str, out: Path, data_root: Path) -> None:
+    """One measurement, merged into ``out``; needs CUDA and mixbench importable."""
     import torch
 
     if not torch.cuda.is_available():
         raise SystemExit("gpu_check: no GPU visible (use --dry-run to check the plan on a CPU machine)")
-    from mixbench.doctor import run_doctor
-    from mixbench.synthetic import generate
-    from mixbench.transfer.ops_backend import backends
+    result = _load(out)
+    result.update({"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda,
+                   "python": platform.python_version(), "cpu_count": os.cpu_count()})
+    start = time.perf_counter()
+    if step == "doctor":
+        from mixbench.doctor import run_doctor
+        from mixbench.transfer.ops_backend import backends
 
-    result: dict = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda,
-                    "python": platform.python_version(), "cpu_count": os.cpu_count()}
-    lines: list[str] = []
-    result["doctor"] = {"exit_code": run_doctor(lines.append), "lines": lines, "ops_backend": backends()}
+        lines: list[str] = []
+        code = run_doctor(lines.append)
+        result["doctor"] = {"exit_code": code, "lines": lines, "ops_backend": backends()}
+    elif step.startswith("detector:"):
+        _, name, amp = step.split(":")
+        config, per_gpu = next((c, n) for d, c, n in DETECTORS if d == name)
+        if not (data_root / "coco").is_dir():
+            from mixbench.synthetic import generate
+
+            generate(data_root, seed=0, preset="tiny")  # VOCdevkit/ and coco/ in the real layouts
+        row = run_detector(name, config, bool(int(amp)), per_gpu, data_root)
+        row["wall_s"] = round(time.perf_counter() - start, 1)
+        result.setdefault("detectors", []).append(row)
+    elif step == "pretrain_bench":
+        result["pretrain_bench"] = run_pretrain_bench()
+        result["pretrain_bench"]["wall_s"] = round(time.perf_counter() - start, 1)
+    else:
+        raise SystemExit(f"gpu_check: unknown step {step!r} (known: {', '.join(measurement_steps())})")
     _save(out, result)
-    generate(data_root, seed=0, preset="tiny")  # VOCdevkit/ and coco/ in the real layouts
-    result["detectors"] = []
-    for name, config, per_gpu in DETECTORS:
-        for amp in (False, True):
-            start = time.perf_counter()
-            try:
-                row = run_detector(name, config, amp, per_gpu, data_root)
-            except Exception as err:  # noqa: BLE001  (one failing detector must not hide the other figures)
-                row = {"name": name, "amp": amp, "error": f"{type(err).__name__}: {err}"}
-            row["wall_s"] = round(time.perf_counter() - start, 1)
-            result["detectors"].append(row)
+    print(f"[gpu_check] {step}: done in {time.perf_counter() - start:.1f} s", flush=True)
+
+
+def measure(out: Path, data_root: Path, env: dict[str, str], steps: list[str] | None = None) -> dict:
+    """Every step in a child process: a step that crashes (a segfault in a compiled op, say) is recorded with its
+    exit code, and its traceback (faulthandler) is in the log; the steps after it still run."""
+    env = dict(env, PYTHONFAULTHANDLER="1")
+    for step in steps or measurement_steps():
+        print(f"[gpu_check] measure: {step}", flush=True)
+        start = time.perf_counter()
+        code = subprocess.run([sys.executable, __file__, "--measure-only", "--step", step, "--out", str(out),
+                               "--data-root", str(data_root)], env=env).returncode
+        if code != 0:
+            result = _load(out)
+            result.setdefault("failed_steps", []).append(
+                {"step": step, "exit_code": code, "wall_s": round(time.perf_counter() - start, 1)})
             _save(out, result)
-            torch.cuda.empty_cache()
+            print(f"[gpu_check] {step}: FAILED with exit code {code}", flush=True)
+    result = _load(out)
     speedups = {}
     for name, _, _ in DETECTORS:
-        rows = {r["amp"]: r for r in result["detectors"] if r["name"] == name}
+        rows = {r["amp"]: r for r in result.get("detectors", []) if r["name"] == name}
         if len(rows) == 2 and all("s_per_iter_step" in r for r in rows.values()):
             speedups[name] = rows[False]["s_per_iter_step"] / rows[True]["s_per_iter_step"]
     result["amp_speedup"] = speedups
-    start = time.perf_counter()
-    try:
-        result["pretrain_bench"] = run_pretrain_bench()
-    except Exception as err:  # noqa: BLE001
-        result["pretrain_bench"] = {"error": f"{type(err).__name__}: {err}"}
-    result["pretrain_bench"]["wall_s"] = round(time.perf_counter() - start, 1)
     result["targets"] = targets(result)
     for line in result["targets"]:
         print(f"[gpu_check] {line}")
@@ -239,6 +265,37 @@ def targets(result: dict) -> list[str]:
         for k, v in bench["mix_overhead_pct"].items():
             lines.append(f"mixing overhead {k}: {v:+.2f}% of a step (target <= 2%)")
     return lines
+
+
+def report(measured: dict, doctor: dict | None = None) -> str:
+    """The README's GPU section body, from a check's JSON (and a later doctor-only run's, if given)."""
+    from tabulate import tabulate
+
+    doc = (doctor or measured).get("doctor", {})
+    cuda_line = next((line for line in doc.get("lines", []) if "on cuda" in line), "not run")
+    out = [f"{measured['gpu']}, torch {measured['torch']} (CUDA {measured['cuda']}), Python {measured['python']}, "
+           f"{measured['cpu_count']} CPU cores. `mixbench doctor`: "
+           f"{'OK' if doc.get('exit_code') == 0 else 'FAILED'}; {cuda_line.removeprefix('ops check    ')}.", ""]
+    rows = [[r["name"], "x".join(map(str, r["scale"])), r["precision"], f"{r['s_per_iter_step']:.3f}",
+             f"{r['s_per_iter_with_data']:.3f}", f"{r['peak_mem_gib']:.1f}",
+             f"{r['loss_first5']:.2f} -> {r['loss_last5']:.2f}"]
+            for r in measured.get("detectors", []) if "s_per_iter_step" in r]
+    out.append(tabulate(rows, ["detector (R50-FPN, 2 img)", "scale", "precision", "s/iter", "s/iter with data",
+                               "peak GiB", "loss, first 5 -> last 5 its"], tablefmt="github"))
+    bench = measured.get("pretrain_bench", {})
+    if "img_per_s" in bench:
+        overhead = {"plain": "reference", "bare": "encoder steps alone, no MoCo"}
+        overhead |= {k: f"{v:+.1f}" for k, v in bench["mix_overhead_pct"].items()}
+        out += ["", tabulate([[k, f"{v:.0f}", overhead[k]] for k, v in bench["img_per_s"].items()],
+                             [f"MoCo v2 R50 {bench['img_size']} px, batch {bench['batch_size']}, {bench['amp']}, "
+                              "channels_last", "img/s", "mixing, % of a step"], tablefmt="github",
+                             disable_numparse=True)]
+    out += ["", *(f"- {line}" for line in targets(measured))]
+    return "\n".join(out)
+
+
+def _load(out: Path) -> dict:
+    return json.loads(out.read_text()) if out.is_file() else {}
 
 
 def _save(out: Path, result: dict) -> dict:
@@ -283,19 +340,28 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dry-run", action="store_true", help="plan every step and check the set-up; no CUDA")
     ap.add_argument("--prepare", action="store_true", help="download the carried wheels and mmcv source here")
-    ap.add_argument("--measure-only", action="store_true", help=argparse.SUPPRESS)  # the re-run after set-up
+    ap.add_argument("--report", nargs="+", type=Path, metavar="JSON",
+                    help="print the README's GPU figures from a check's JSON (then an optional doctor-only JSON)")
+    ap.add_argument("--measure-only", action="store_true", help=argparse.SUPPRESS)  # one step, after set-up
+    ap.add_argument("--step", default="doctor", help=argparse.SUPPRESS)
     ap.add_argument("--carry", type=Path, default=CARRY)
     default_out = Path(os.environ["OUT"]) if os.environ.get("OUT") else ROOT / "work_dirs" / "gpu_check"
     ap.add_argument("--out", type=Path, default=default_out / "gpu_check.json")
     ap.add_argument("--data-root", type=Path, default=Path(tempfile.gettempdir()) / "mixbench_gpu_check" / "data")
     ap.add_argument("--jobs", type=int, default=16)
+    ap.add_argument("--steps", nargs="+", choices=measurement_steps(), metavar="STEP",
+                    help=f"measure only these (default: all, in order: {' '.join(measurement_steps())})")
     args = ap.parse_args(argv)
     if args.prepare:
         return prepare(args.carry)
+    if args.report:
+        runs = [json.loads(p.read_text()) for p in args.report]
+        print(report(runs[0], runs[1] if len(runs) > 1 else None))
+        return 0
     if args.dry_run:
         return dry_run(args.carry, args.out, args.data_root, args.jobs)
     if args.measure_only:
-        measure(args.out, args.data_root)
+        measure_step(args.step, args.out, args.data_root)
         return 0
     setup = check_setup(args.carry, tuple(sys.version_info[:2]))
     if setup["problems"]:
@@ -307,9 +373,10 @@ def main(argv: list[str] | None = None) -> int:
     timings = run_setup(setup_commands(args.carry, work / "site", work / "build", args.jobs), work / "site")
     _save(args.out.with_name("gpu_check_setup.json"), {"setup": timings,
                                                        "setup_s": round(time.perf_counter() - start, 1)})
-    env = dict(os.environ, PYTHONPATH=str(work / "site"), PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, __file__, "--measure-only", "--out", str(args.out), "--data-root",
-                           str(args.data_root)], env=env).returncode
+    args.out.unlink(missing_ok=True)
+    result = measure(args.out, args.data_root, dict(os.environ, PYTHONPATH=str(work / "site"), PYTHONUNBUFFERED="1"),
+                     args.steps)
+    return 1 if result.get("failed_steps") else 0
 
 
 if __name__ == "__main__":
