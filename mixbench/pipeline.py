@@ -262,8 +262,10 @@ def measured_on(records: list[dict[str, Any]]) -> str:
     for r in records:
         hw = r.get("hardware") or {}
         gpus = ", ".join(hw.get("gpus") or []) or "no GPU"
+        kernels = f", torch CPU kernels {hw['cpu_kernels']}" if hw.get("cpu_kernels") else ""
+        kernels += f", oneDNN capped at {hw['onednn_max_cpu_isa']}" if hw.get("onednn_max_cpu_isa") else ""
         machines.add(f"{hw.get('machine', '?')} {hw.get('processor') or ''} {hw.get('cpu_count', '?')} cores, {gpus}"
-                     .replace("  ", " "))
+                     f"{kernels}".replace("  ", " "))
     when = (days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}") if days else "an unknown date"
     return f"measured {when} on {'; '.join(sorted(machines)) or 'an unknown machine'}"
 

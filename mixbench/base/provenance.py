@@ -26,12 +26,14 @@ def package_versions() -> dict[str, str | None]:
 
 
 def hardware() -> dict[str, Any]:
-    """CPU architecture, core count, Python version and the GPUs torch sees."""
+    """CPU architecture, core count, the CPU kernels torch runs (its vector ISA, and oneDNN's cap where one is set:
+    other kernels give other float results), Python version and the GPUs torch sees."""
     import torch
 
     info: dict[str, Any] = {"machine": platform.machine(), "processor": platform.processor() or None,
-                            "cpu_count": os.cpu_count(), "python": platform.python_version(),
-                            "cuda": torch.cuda.is_available()}
+                            "cpu_count": os.cpu_count(), "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
+                            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA") or None,
+                            "python": platform.python_version(), "cuda": torch.cuda.is_available()}
     if torch.cuda.is_available():
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info

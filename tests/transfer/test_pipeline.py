@@ -290,3 +290,19 @@ def test_tables_say_when_and_where_their_records_were_measured():
     assert measured_on(records) == "measured 2026-12-01 to 2026-12-03 on x86_64 2 cores, no GPU"
     assert measured_on([{"finished": "2026-12-02T00:00:00", "hardware": gpu}]) == (
         "measured 2026-12-02 on x86_64 16 cores, NVIDIA H200")
+    capped = dict(cpu, cpu_kernels="DEFAULT", onednn_max_cpu_isa="SSE41")  # as `make demo-isa` runs
+    assert measured_on([{"finished": "2026-12-02T00:00:00", "hardware": capped}]) == (
+        "measured 2026-12-02 on x86_64 2 cores, no GPU, torch CPU kernels DEFAULT, oneDNN capped at SSE41")
+
+
+def test_records_state_the_cpu_kernels_torch_runs() -> None:
+    """hardware() against torch's own report, and the oneDNN cap read from the variable oneDNN reads."""
+    import os
+
+    import torch
+
+    from mixbench.base.provenance import hardware
+
+    hw = hardware()
+    assert hw["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
+    assert hw["onednn_max_cpu_isa"] == (os.environ.get("ONEDNN_MAX_CPU_ISA") or None)

@@ -169,7 +169,7 @@ def test_demo_config_changes_only_scale_schedule_widths_depth_data(path: Path):
             assert roi.mask_roi_extractor.out_channels == roi.mask_head.conv_out_channels == 128
             assert roi.mask_head.num_convs == 2
         assert cfg.train_cfg.max_epochs == 1 and len(cfg.param_scheduler) == 1
-        assert cfg.optim_wrapper.optimizer.lr == 0.01
+        assert cfg.optim_wrapper.optimizer.lr == 0.0025
 
 
 def test_pipeline_configs_load():
