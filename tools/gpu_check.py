@@ -182,9 +182,9 @@ def run_pretrain_bench() -> dict:
 
 
 def measurement_steps() -> list[str]:
-    """The measurements in order, each run in a process of its own (``--measure-only --step STEP``)."""
-    return ["doctor", *(f"detector:{name}:{int(amp)}" for name, _, _ in DETECTORS for amp in (False, True)),
-            "pretrain_bench"]
+    """:func:`measurement_plan`'s steps by name, each run in a process of its own (``--measure-only --step STEP``)."""
+    return [f"detector:{m['name']}:{int(m['amp'])}" if m["step"] == "detector" else m["step"]
+            for m in measurement_plan()]
 
 
 def measure_step(step: str, out: Path, data_root: Path) -> None:
